@@ -1,0 +1,291 @@
+/**
+ * `tether-proxy`: the sticky proxy, standalone from a pool file or fed
+ * routing tables by the operator over its admin API.
+ *
+ *     tether-proxy --config pool.yaml [--listen 127.0.0.1:8080]
+ *                  [--admin-listen 127.0.0.1:9901] [--admin-token-file F]
+ *                  [--cookie-keys-file F] [--connect-timeout 5s]
+ *                  [--read-timeout 60s] [--shutdown-timeout 30s]
+ *
+ * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for bad flags or
+ * an unusable first config, 1 for anything else.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, watch } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { createAdminServer } from './admin-server.ts';
+import { parseDuration } from './api/duration.ts';
+import { durationSchema } from './api/pool-spec.ts';
+import { ephemeralKey, loadCookieKeys } from './cookie-keys.ts';
+import { TetherError } from './errors.ts';
+import { ProxyMetrics } from './metrics.ts';
+import { loadPoolFile } from './pool-file.ts';
+import { ProxyServer } from './proxy-server.ts';
+import { TableStore } from './table-store.ts';
+import { Upstreams } from './upstreams.ts';
+
+const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--admin-listen HOST:PORT]
+                    [--admin-token-file FILE] [--cookie-keys-file FILE]
+                    [--connect-timeout DURATION] [--read-timeout DURATION] [--shutdown-timeout DURATION]
+                    [--connections-per-endpoint N] [--log-level debug|info|warn|error]
+
+  --config F                 StickyBackendPool YAML with spec.backend.endpoints; reloaded when it
+                             changes (and on SIGHUP). Without it, the proxy waits for a routing
+                             table on PUT /v1/routing-table.
+  --listen                   data plane address (default 127.0.0.1:8080; [::1]:8080 for IPv6)
+  --admin-listen             admin API and /metrics (default 127.0.0.1:9901)
+  --admin-token-file F       bearer token for PUT /v1/routing-table (re-read on every PUT)
+  --cookie-keys-file F       one base64 key (32+ bytes) per line; the first signs, all verify.
+                             Without it: a random key, and cookies die with the process.
+  --connect-timeout          TCP connect timeout to endpoints (default 5s)
+  --read-timeout             wait for response headers / between body chunks (default 60s)
+  --shutdown-timeout         time in-flight requests get on SIGTERM (default 30s)
+  --connections-per-endpoint keep-alive connections per endpoint at most (default 128)
+`;
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080')
+  .transform((s) => {
+    const at = s.lastIndexOf(':');
+    return { host: s.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(s.slice(at + 1)) };
+  })
+  .refine((a) => a.port <= 65535, 'port above 65535');
+
+/** The flags, validated: zod at the edge. */
+export const flagsSchema = z.object({
+  config: z.string().min(1).optional(),
+  listen: hostPort.prefault('127.0.0.1:8080'),
+  'admin-listen': hostPort.prefault('127.0.0.1:9901'),
+  'admin-token-file': z.string().min(1).optional(),
+  'cookie-keys-file': z.string().min(1).optional(),
+  'connect-timeout': durationSchema.default('5s'),
+  'read-timeout': durationSchema.default('60s'),
+  'shutdown-timeout': durationSchema.default('30s'),
+  'connections-per-endpoint': z.coerce.number().int().min(1).max(10_000).default(128),
+  'log-level': z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+});
+
+type Level = 'debug' | 'info' | 'warn' | 'error';
+const LEVELS: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+function makeLogger(min: Level) {
+  return (level: Level, msg: string, fields: Record<string, unknown> = {}): void => {
+    if (LEVELS[level] < LEVELS[min]) return;
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
+  };
+}
+
+function die(message: string): never {
+  process.stderr.write(`tether-proxy: ${message}\n`);
+  process.exit(2);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 24) die(`needs Node.js 24 or newer, this is ${process.version} (use node_modules/.bin/node)`);
+  let values: Record<string, unknown>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        config: { type: 'string' },
+        listen: { type: 'string' },
+        'admin-listen': { type: 'string' },
+        'admin-token-file': { type: 'string' },
+        'cookie-keys-file': { type: 'string' },
+        'connect-timeout': { type: 'string' },
+        'read-timeout': { type: 'string' },
+        'shutdown-timeout': { type: 'string' },
+        'connections-per-endpoint': { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    die(`${(err as Error).message}\n${USAGE}`);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const parsedFlags = flagsSchema.safeParse(values);
+  if (!parsedFlags.success) die(`bad flags:\n${z.prettifyError(parsedFlags.error)}\n${USAGE}`);
+  const flags = parsedFlags.data;
+  const log = makeLogger(flags['log-level']);
+
+  let cookieKeys: Buffer[];
+  const keysFile = flags['cookie-keys-file'];
+  if (keysFile !== undefined) {
+    try {
+      cookieKeys = await loadCookieKeys(keysFile);
+    } catch (err) {
+      die(`--cookie-keys-file: ${(err as Error).message}`);
+    }
+  } else {
+    cookieKeys = [ephemeralKey()];
+    log(
+      'warn',
+      'no --cookie-keys-file: signing cookies with a random key; they stop working when this process exits and differ between replicas',
+    );
+  }
+
+  const tokenFile = flags['admin-token-file'];
+  const readToken = (): string | undefined => {
+    if (tokenFile === undefined) return undefined;
+    try {
+      const t = readFileSync(tokenFile, 'utf8').trim();
+      return t === '' ? undefined : t;
+    } catch {
+      return undefined;
+    }
+  };
+  if (tokenFile !== undefined && readToken() === undefined)
+    die(`--admin-token-file ${tokenFile}: unreadable or empty`);
+  if (flags.config === undefined && tokenFile === undefined) {
+    log('warn', 'neither --config nor --admin-token-file: no routing table can ever arrive');
+  }
+
+  const metrics = new ProxyMetrics();
+  const upstreams = new Upstreams(
+    {
+      connectTimeoutMs: parseDuration(flags['connect-timeout']),
+      readTimeoutMs: parseDuration(flags['read-timeout']),
+      connectionsPerEndpoint: flags['connections-per-endpoint'],
+      keepAliveTimeoutMs: 4_000,
+    },
+    metrics,
+  );
+  const store = new TableStore((table, source) => {
+    upstreams.adopt(table);
+    metrics.tableRevision.set({ pool: table.pool }, table.revision);
+    metrics.tableSwaps.inc({ source });
+    log('info', 'routing table swapped in', {
+      pool: table.pool,
+      revision: table.revision,
+      source,
+      endpoints: table.endpoints.length,
+    });
+  });
+  let shuttingDown = false;
+  const proxy = new ProxyServer({ store, upstreams, metrics, cookieKeys: () => cookieKeys, log });
+  const admin = createAdminServer({
+    store,
+    metrics,
+    token: readToken,
+    ready: () => store.current !== undefined && !shuttingDown,
+    log,
+  });
+
+  // The pool file: loaded before listening, so the first request already has a table.
+  const configPath = flags.config === undefined ? undefined : resolve(flags.config);
+  let lastConfigDigest = '';
+  const reloadConfig = async (first: boolean): Promise<void> => {
+    if (configPath === undefined) return;
+    let text: string;
+    try {
+      text = await readFile(configPath, 'utf8');
+    } catch (err) {
+      if (first) die(`--config ${configPath}: ${(err as Error).message}`);
+      log('error', 'pool file unreadable; the last good table keeps serving', {
+        file: configPath,
+        error: (err as Error).message,
+      });
+      metrics.tableRejections.inc({ source: 'file', reason: 'invalid' });
+      return;
+    }
+    const digest = createHash('sha256').update(text).digest('hex');
+    if (digest === lastConfigDigest) return;
+    lastConfigDigest = digest;
+    try {
+      const table = await loadPoolFile(configPath, (store.current?.revision ?? 0) + 1);
+      const result = store.offer(table, 'file');
+      if (!result.accepted) throw new TetherError('TETHER_STALE_REVISION', result.message);
+    } catch (err) {
+      if (first) die(`--config ${configPath}: ${(err as Error).message}`);
+      metrics.tableRejections.inc({ source: 'file', reason: 'invalid' });
+      log('error', 'pool file rejected; the last good table keeps serving', {
+        file: configPath,
+        revision: store.current?.revision,
+        error: (err as Error).message,
+      });
+    }
+  };
+  await reloadConfig(true);
+
+  let reloadTimer: NodeJS.Timeout | undefined;
+  const scheduleReload = (): void => {
+    clearTimeout(reloadTimer);
+    // Editors and kubelet write in several steps; wait for them to settle.
+    reloadTimer = setTimeout(() => void reloadConfig(false), 100);
+  };
+  if (configPath !== undefined) {
+    // Watch the directory, not the file: an atomic rename (editors, ConfigMap
+    // `..data` symlink swaps) replaces the inode a file watch would follow.
+    const watcher = watch(dirname(configPath), (_event, name) => {
+      if (name === null || name === basename(configPath) || name.startsWith('..')) scheduleReload();
+    });
+    watcher.unref();
+  }
+  const reloadKeys = async (): Promise<void> => {
+    if (keysFile === undefined) return;
+    try {
+      cookieKeys = await loadCookieKeys(keysFile);
+      log('info', 'cookie keys reloaded', { keys: cookieKeys.length });
+    } catch (err) {
+      log('error', 'cookie keys file rejected; keeping the previous keys', { error: (err as Error).message });
+    }
+  };
+  if (keysFile !== undefined) {
+    const kw = watch(dirname(resolve(keysFile)), (_e, name) => {
+      if (name === null || name === basename(keysFile) || name.startsWith('..')) void reloadKeys();
+    });
+    kw.unref();
+  }
+  process.on('SIGHUP', () => {
+    lastConfigDigest = '';
+    void reloadConfig(false);
+    void reloadKeys();
+  });
+
+  let port: number;
+  let adminPort: number;
+  try {
+    port = await proxy.listen(flags.listen.host, flags.listen.port);
+    adminPort = await new Promise<number>((res, rej) => {
+      admin.once('error', rej);
+      admin.listen(flags['admin-listen'].port, flags['admin-listen'].host, () => {
+        const a = admin.address();
+        res(typeof a === 'object' && a !== null ? a.port : flags['admin-listen'].port);
+      });
+    });
+  } catch (err) {
+    die(`cannot listen: ${(err as Error).message}`);
+  }
+  log('info', 'tether-proxy listening', {
+    listen: `${flags.listen.host}:${port}`,
+    admin: `${flags['admin-listen'].host}:${adminPort}`,
+    pool: store.current?.pool,
+    revision: store.current?.revision,
+    node: process.version,
+  });
+
+  const stop = async (signal: string): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    const timeoutMs = parseDuration(flags['shutdown-timeout']);
+    log('info', 'shutting down: finishing requests in flight', { signal, timeoutMs });
+    await proxy.shutdown(timeoutMs);
+    await upstreams.close();
+    admin.closeAllConnections();
+    admin.close();
+    log('info', 'stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
