@@ -206,6 +206,8 @@ export function checkSpecDurations(spec: PoolSpec): string[] {
 }
 
 function isHostname(s: string): boolean {
+  // All-numeric names are malformed IPv4 addresses, not hosts ("300.1.1.1").
+  if (/^[0-9.]+$/.test(s)) return false;
   return /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(
     s,
   );

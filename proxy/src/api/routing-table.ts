@@ -21,7 +21,7 @@ export const tableEndpointSchema = z.object({
     .string()
     .min(1)
     .max(253)
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/),
+    .regex(/^[A-Za-z0-9[][A-Za-z0-9._:/[\]-]*$/),
   address: z.string().min(1).max(253),
   port: z.number().int().min(1).max(65535),
   zone: z.string().max(63).optional(),
@@ -84,7 +84,7 @@ export function buildRoutingTable(pool: StickyBackendPool, revision: number): Ro
     pool: `${pool.metadata.namespace}/${pool.metadata.name}`,
     revision,
     endpoints: statics.map((e) => ({
-      id: e.name ?? `${e.address}:${e.port}`,
+      id: e.name ?? (e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`),
       address: e.address,
       port: e.port,
       ...(e.zone === undefined ? {} : { zone: e.zone }),

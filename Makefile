@@ -1,0 +1,63 @@
+# Tether: make demo (the main job, no cluster) and make test (every test).
+# Everything runs on the Node 24 pinned in package.json (node_modules/.bin/node).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+NODE := node_modules/.bin/node
+VITEST := $(NODE) node_modules/vitest/vitest.mjs
+TSC := $(NODE) node_modules/typescript/bin/tsc
+BIOME := node_modules/.bin/biome
+# Debian packages the tests and benchmarks start for real.
+TEST_DEBS := curl openssl ca-certificates
+BENCH_DEBS := wrk haproxy nginx
+
+.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration bench clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo   - run the sticky proxy on three local backends and print a report (no cluster)"
+	@echo "make test   - install what is needed, type-check, lint, run unit, integration and e2e tests"
+	@echo "other: build lint typecheck test-unit test-integration test-e2e bench tools cluster-up cluster-down clean"
+
+# npm ci whenever the lock file changed; the marker keeps warm runs instant.
+node_modules/.tether-deps: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@$(NODE) -e 'const m=+process.versions.node.split(".")[0]; if (m<24) { console.error("node_modules/.bin/node is " + process.version + ", need 24"); process.exit(1) } console.log("node " + process.version)'
+	@touch $@
+
+deps: node_modules/.tether-deps
+
+debs:
+	@scripts/ensure-debs.sh $(TEST_DEBS)
+
+build: deps
+	$(TSC) -p tsconfig.build.json
+
+typecheck: deps
+	$(TSC) -p tsconfig.json --noEmit
+
+lint: deps
+	$(BIOME) check .
+
+format: deps
+	$(BIOME) check --write .
+
+test-unit: deps
+	$(VITEST) run --project unit
+
+test-integration: deps debs
+	$(VITEST) run --project integration
+
+test: deps debs typecheck lint test-unit test-integration test-e2e
+
+demo: deps
+	$(NODE) demo/run-demo.ts
+
+bench: deps
+	@scripts/ensure-debs.sh $(BENCH_DEBS)
+	$(NODE) bench/run-bench.ts
+
+clean:
+	rm -rf dist coverage
+
+include mk/cluster.mk
