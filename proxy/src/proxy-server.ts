@@ -291,7 +291,9 @@ export class ProxyServer {
             this.o.upstreams.recordFailure(rt);
           // Redispatch once (HAProxy `option redispatch`, `retries 1`): only when
           // nothing reached the endpoint, so even a POST is safe to resend.
-          if (connectFailed && attempt === 0 && !req.readableDidRead) {
+          // Under Reject a kept pin is never moved (nginx-sticky `no_fallback`).
+          const mayMove = !(table.rejectOnFailure && decision.outcome === 'hit');
+          if (connectFailed && attempt === 0 && mayMove && !req.readableDidRead) {
             const next = redispatch(table, decision, ep, this.o.upstreams, Date.now());
             this.o.metrics.redispatches.inc({ pool: table.pool });
             this.o.metrics.countDecision(table.pool, next.outcome, next.reason);

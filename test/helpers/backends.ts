@@ -57,7 +57,9 @@ export async function startBackend(id: string, port = 0, behaviour?: BackendBeha
     if (typeof key !== 'string') return void socket.destroy();
     // RFC 6455 §4.2.2: the accept value is SHA-1 of the key and a fixed GUID.
     const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
     const payload = Buffer.from(id);
     // One unmasked text frame (FIN + opcode 1), payload < 126 bytes.
     socket.write(Buffer.concat([Buffer.from([0x81, payload.length]), payload]));
@@ -80,6 +82,14 @@ export async function startBackend(id: string, port = 0, behaviour?: BackendBeha
 }
 
 /** Starts `n` backends named `${prefix}-a`, `-b`, … */
-export async function startBackends(n: number, prefix = 'ep', behaviour?: BackendBehaviour): Promise<Backend[]> {
-  return Promise.all(Array.from({ length: n }, (_, i) => startBackend(`${prefix}-${String.fromCharCode(97 + i)}`, 0, behaviour)));
+export async function startBackends(
+  n: number,
+  prefix = 'ep',
+  behaviour?: BackendBehaviour,
+): Promise<Backend[]> {
+  return Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      startBackend(`${prefix}-${String.fromCharCode(97 + i)}`, 0, behaviour),
+    ),
+  );
 }

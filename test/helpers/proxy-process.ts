@@ -5,9 +5,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
 import { stringify } from 'yaml';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -84,7 +85,10 @@ export async function startProxy(args: string[]): Promise<ProxyProcess> {
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
   let buf = '';
   const listening = new Promise<{ listen: string; admin: string }>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`proxy did not listen in 15 s:\n${logs.join('\n')}`)), 15_000);
+    const timer = setTimeout(
+      () => rej(new Error(`proxy did not listen in 15 s:\n${logs.join('\n')}`)),
+      15_000,
+    );
     child.stderr?.on('data', (d: Buffer) => {
       buf += d.toString('utf8');
       let nl = buf.indexOf('\n');
@@ -133,22 +137,36 @@ export interface Reply {
   endpoint: string | undefined;
 }
 
-const agents = new Map<string, Agent>();
-
-/** An undici Agent bound to a local source address (127.0.0.x), for ClientIP tests. */
-export function agentFrom(localAddress: string): Agent {
-  let a = agents.get(localAddress);
-  if (a === undefined) {
-    a = new Agent({ connect: { localAddress } });
-    agents.set(localAddress, a);
-  }
-  return a;
-}
-
-/** Closes the agents made by {@link agentFrom}. */
-export async function closeAgents(): Promise<void> {
-  await Promise.all([...agents.values()].map((a) => a.close()));
-  agents.clear();
+/**
+ * A request from a given local source address (127.0.0.x), for ClientIP
+ * tests. node:http, since undici's Agent ignores `connect.localAddress`.
+ */
+function requestFrom(
+  url: string,
+  localAddress: string,
+  opts: { headers?: Record<string, string>; method?: string; body?: string },
+): Promise<{ status: number; headers: Reply['headers']; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      url,
+      { method: opts.method ?? 'GET', headers: opts.headers, localAddress, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            text: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end(opts.body);
+  });
 }
 
 /** One request; never throws on an HTTP status. */
@@ -156,20 +174,28 @@ export async function get(
   url: string,
   opts: { headers?: Record<string, string>; method?: string; body?: string; from?: string } = {},
 ): Promise<Reply> {
-  const res = await request(url, {
-    method: (opts.method ?? 'GET') as 'GET',
-    headers: opts.headers,
-    body: opts.body,
-    ...(opts.from === undefined ? {} : { dispatcher: agentFrom(opts.from) }),
-  });
-  const text = await res.body.text();
+  let status: number;
+  let headers: Reply['headers'];
+  let text: string;
+  if (opts.from === undefined) {
+    const res = await request(url, {
+      method: (opts.method ?? 'GET') as 'GET',
+      headers: opts.headers,
+      body: opts.body,
+    });
+    status = res.statusCode;
+    headers = res.headers;
+    text = await res.body.text();
+  } else {
+    ({ status, headers, text } = await requestFrom(url, opts.from, opts));
+  }
   let endpoint: string | undefined;
   try {
     endpoint = (JSON.parse(text) as { endpoint?: string }).endpoint;
   } catch {
     endpoint = undefined;
   }
-  return { status: res.statusCode, headers: res.headers, text, endpoint };
+  return { status, headers, text, endpoint };
 }
 
 /** A client with a cookie jar (name → value), like a browser for one site. */
@@ -193,7 +219,11 @@ export class Client {
 }
 
 /** Polls `fn` every 50 ms until it returns true, for at most `ms`. */
-export async function waitFor(fn: () => Promise<boolean> | boolean, ms = 5_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  fn: () => Promise<boolean> | boolean,
+  ms = 5_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await fn()) return;

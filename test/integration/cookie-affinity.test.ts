@@ -1,7 +1,16 @@
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, startBackends } from '../helpers/backends.ts';
-import { Client, get, newCookieKey, type ProxyProcess, poolYaml, type Scratch, scratch, startProxy } from '../helpers/proxy-process.ts';
+import {
+  Client,
+  get,
+  newCookieKey,
+  type ProxyProcess,
+  poolYaml,
+  type Scratch,
+  scratch,
+  startProxy,
+} from '../helpers/proxy-process.ts';
 
 let backends: Backend[];
 let s: Scratch;
@@ -13,12 +22,33 @@ beforeAll(async () => {
   s = scratch();
   const eps = backends.map((b) => ({ name: b.id, port: b.port }));
   const keys = s.write('keys', `${newCookieKey()}\n`);
-  const session = s.write('session.yaml', poolYaml(eps, { affinity: { cookie: { idleTimeout: '30m' } }, healthCheck: { passive: { maxFails: 0 } } }));
+  const session = s.write(
+    'session.yaml',
+    poolYaml(eps, {
+      affinity: { cookie: { idleTimeout: '30m' } },
+      healthCheck: { passive: { maxFails: 0 } },
+    }),
+  );
   const perm = s.write(
     'permanent.yaml',
-    poolYaml(eps, {
-      affinity: { cookie: { name: 'SRV', lifetimeType: 'Permanent', absoluteTimeout: '2h', secure: 'Always', sameSite: 'Strict', httpOnly: false, domain: 'example.test', path: '/app' } },
-    }, 'shop-permanent'),
+    poolYaml(
+      eps,
+      {
+        affinity: {
+          cookie: {
+            name: 'SRV',
+            lifetimeType: 'Permanent',
+            absoluteTimeout: '2h',
+            secure: 'Always',
+            sameSite: 'Strict',
+            httpOnly: false,
+            domain: 'example.test',
+            path: '/app',
+          },
+        },
+      },
+      'shop-permanent',
+    ),
   );
   proxy = await startProxy(['--config', session, '--cookie-keys-file', keys]);
   permanent = await startProxy(['--config', perm, '--cookie-keys-file', keys]);
@@ -64,7 +94,9 @@ describe('Cookie affinity against real backends', () => {
   it('Permanent lifetime: Max-Age = absoluteTimeout, and every other attribute as configured', async () => {
     const c = new Client();
     await c.get(`${permanent.url}/app`);
-    expect(c.setCookies[0]).toMatch(/^SRV=[A-Za-z0-9_-]{62}; Path=\/app; Domain=example.test; Max-Age=7200; Secure; SameSite=Strict$/);
+    expect(c.setCookies[0]).toMatch(
+      /^SRV=[A-Za-z0-9_-]{62}; Path=\/app; Domain=example.test; Max-Age=7200; Secure; SameSite=Strict$/,
+    );
   });
 
   it('the cookie reveals no address or endpoint id', async () => {
@@ -98,7 +130,9 @@ describe('Cookie affinity against real backends', () => {
     expect(r.status).toBe(200);
     expect(r.headers['set-cookie']).toBeDefined();
     const m = await get(`${proxy.adminUrl}/metrics`);
-    expect(m.text).toMatch(/tether_proxy_affinity_decisions_total\{pool="default\/shop",outcome="repin",reason="invalid"\} [1-9]/);
+    expect(m.text).toMatch(
+      /tether_proxy_affinity_decisions_total\{pool="default\/shop",outcome="repin",reason="invalid"\} [1-9]/,
+    );
   });
 
   it('a tampered cookie is re-pinned', async () => {
@@ -115,7 +149,13 @@ describe('Cookie affinity against real backends', () => {
     // node:http, not undici: undici refuses to send hop-by-hop headers at all.
     const text = await new Promise<string>((resolve, reject) => {
       const req = httpRequest(`${proxy.url}/h`, {
-        headers: { 'x-forwarded-for': '198.51.100.7', connection: 'keep-alive, x-secret', 'x-secret': 's', 'keep-alive': 'timeout=5', 'proxy-authorization': 'Basic eA==' },
+        headers: {
+          'x-forwarded-for': '198.51.100.7',
+          connection: 'keep-alive, x-secret',
+          'x-secret': 's',
+          'keep-alive': 'timeout=5',
+          'proxy-authorization': 'Basic eA==',
+        },
       });
       req.on('response', (res) => {
         let body = '';
@@ -138,7 +178,11 @@ describe('Cookie affinity against real backends', () => {
   });
 
   it('forwards request bodies and methods', async () => {
-    const r = await get(`${proxy.url}/orders`, { method: 'POST', body: 'a=1&b=2', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const r = await get(`${proxy.url}/orders`, {
+      method: 'POST',
+      body: 'a=1&b=2',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     expect(r.status).toBe(200);
     expect(JSON.parse(r.text).body).toBe('a=1&b=2');
   });
