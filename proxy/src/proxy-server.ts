@@ -295,6 +295,11 @@ export class ProxyServer {
           const mayMove = !(table.rejectOnFailure && decision.outcome === 'hit');
           if (connectFailed && attempt === 0 && mayMove && !req.readableDidRead) {
             const next = redispatch(table, decision, ep, this.o.upstreams, Date.now());
+            if (next.endpoint === undefined) {
+              // Nowhere to go: the refused connection is the truer answer than "no endpoint".
+              this.fail(res, table, ep.id, classifyUpstreamError(err));
+              return;
+            }
             this.o.metrics.redispatches.inc({ pool: table.pool });
             this.o.metrics.countDecision(table.pool, next.outcome, next.reason);
             this.forward(table, req, res, next, 1);

@@ -64,7 +64,10 @@ export async function startBackend(id: string, port = 0, behaviour?: BackendBeha
     // One unmasked text frame (FIN + opcode 1), payload < 126 bytes.
     socket.write(Buffer.concat([Buffer.from([0x81, payload.length]), payload]));
     socket.on('error', () => {});
-    socket.on('data', () => {});
+    socket.on('data', (d: Buffer) => {
+      // A close frame (opcode 8) is answered with one, then the TCP close (RFC 6455 §5.5.1).
+      if (((d[0] ?? 0) & 0x0f) === 8) socket.end(Buffer.from([0x88, 0x00]));
+    });
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const addr = server.address();

@@ -1,8 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRoutingTable, type RoutingTable } from '../../proxy/src/api/routing-table.ts';
 import { stickyBackendPoolSchema } from '../../proxy/src/api/pool-spec.ts';
+import { buildRoutingTable, type RoutingTable } from '../../proxy/src/api/routing-table.ts';
 import { type Backend, startBackends } from '../helpers/backends.ts';
-import { get, type ProxyProcess, poolYaml, type Scratch, scratch, servedRevision, startProxy, waitFor } from '../helpers/proxy-process.ts';
+import {
+  get,
+  type ProxyProcess,
+  poolYaml,
+  type Scratch,
+  scratch,
+  servedRevision,
+  startProxy,
+  waitFor,
+} from '../helpers/proxy-process.ts';
 
 let backends: Backend[];
 let s: Scratch;
@@ -14,7 +23,13 @@ function tableOf(revision: number, ids: string[] = backends.map((b) => b.id)): R
     apiVersion: 'tether.dev/v1alpha1',
     kind: 'StickyBackendPool',
     metadata: { name: 'api', namespace: 'team' },
-    spec: { backend: { endpoints: backends.filter((b) => ids.includes(b.id)).map((b) => ({ name: b.id, address: '127.0.0.1', port: b.port })) } },
+    spec: {
+      backend: {
+        endpoints: backends
+          .filter((b) => ids.includes(b.id))
+          .map((b) => ({ name: b.id, address: '127.0.0.1', port: b.port })),
+      },
+    },
   });
   return buildRoutingTable(pool, revision);
 }
@@ -69,7 +84,8 @@ describe('admin API (a proxy fed by the operator)', () => {
   ])('PUT of a bad table ($desc) → 400 with the validation error', async ({ body, want }) => {
     let payload: unknown = body;
     if (body === 'NEGREV') payload = { ...tableOf(1), revision: -3 };
-    if (body === 'DUP') payload = { ...tableOf(1), endpoints: [tableOf(1).endpoints[0], tableOf(1).endpoints[0]] };
+    if (body === 'DUP')
+      payload = { ...tableOf(1), endpoints: [tableOf(1).endpoints[0], tableOf(1).endpoints[0]] };
     if (body === 'LEARN') payload = { ...tableOf(1), affinity: { ...tableOf(1).affinity, type: 'Learn' } };
     const r = await put(payload);
     expect(r.status).toBe(400);
@@ -118,25 +134,40 @@ describe('pool file reloads', () => {
     const p = await startProxy(['--config', file]);
     try {
       expect(await servedRevision(p)).toBe(1);
-      for (const bad of ['spec: [unclosed', poolYaml(eps, { affinity: { type: 'Sticky' } }), poolYaml([{ name: 'x', port: 70000 }]), '']) {
+      for (const bad of [
+        'spec: [unclosed',
+        poolYaml(eps, { affinity: { type: 'Sticky' } }),
+        poolYaml([{ name: 'x', port: 70000 }]),
+        '',
+      ]) {
         s.write('pool.yaml', bad);
-        await waitFor(() => p.logs.some((l) => l.includes('pool file rejected') && !l.includes('"seen"')), 5_000, 'the rejection');
+        await waitFor(
+          () => p.logs.some((l) => l.includes('pool file rejected') && !l.includes('"seen"')),
+          5_000,
+          'the rejection',
+        );
         // Mark this rejection as seen so the next bad file must log afresh.
-        for (let i = 0; i < p.logs.length; i++) if (p.logs[i]!.includes('pool file rejected')) p.logs[i] = '"seen"';
+        for (let i = 0; i < p.logs.length; i++)
+          if (p.logs[i]!.includes('pool file rejected')) p.logs[i] = '"seen"';
         expect(await servedRevision(p)).toBe(1);
         expect((await get(`${p.url}/`)).status).toBe(200);
       }
       s.write('pool.yaml', poolYaml([eps[0]!]));
       await waitFor(async () => (await servedRevision(p)) === 2, 5_000, 'the good reload');
       for (let i = 0; i < 10; i++) expect((await get(`${p.url}/`)).endpoint).toBe(eps[0]!.name);
-      expect((await get(`${p.adminUrl}/metrics`)).text).toMatch(/tether_proxy_routing_table_rejections_total\{source="file",reason="invalid"\} 4/);
+      expect((await get(`${p.adminUrl}/metrics`)).text).toMatch(
+        /tether_proxy_routing_table_rejections_total\{source="file",reason="invalid"\} 4/,
+      );
     } finally {
       await p.stop();
     }
   });
 
   it('an unusable first file stops the proxy with exit code 2 and a clear message', async () => {
-    const file = s.write('broken.yaml', poolYaml([{ name: 'x', port: 1 }], { affinity: { cookie: { absoluteTimeout: 'forever' } } }));
+    const file = s.write(
+      'broken.yaml',
+      poolYaml([{ name: 'x', port: 1 }], { affinity: { cookie: { absoluteTimeout: 'forever' } } }),
+    );
     await expect(startProxy(['--config', file])).rejects.toThrow(/exited with 2[\s\S]*absoluteTimeout/);
   });
 
