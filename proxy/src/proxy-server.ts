@@ -15,26 +15,13 @@ import { codeClass, type ProxyMetrics } from './metrics.ts';
 import { clientIpKey, findCookieValues, headerKey, resolveClientAddress } from './routing/affinity-key.ts';
 import type { CompiledTable } from './routing/compiled-table.ts';
 import { encodeAffinityCookie, SESSION_ID_BYTES } from './routing/cookie-codec.ts';
+import { buildUpstreamHeaders, type Hop, isHttps } from './routing/forwarded-headers.ts';
 import { cidrContains, parseIp } from './routing/ip.ts';
 import { type Decision, decideByCookie, decideByKey, redispatch } from './routing/pick-endpoint.ts';
 import { formatSetCookie } from './routing/set-cookie.ts';
 import type { TableStore } from './table-store.ts';
 import type { EndpointRuntime, Upstreams } from './upstreams.ts';
 
-/** Request headers never forwarded (RFC 9110 §7.6.1), plus the X-Forwarded-* the proxy rewrites. */
-const DROP_REQUEST = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-]);
 /** Response headers never passed back: hop-by-hop; Node frames the body itself. */
 const DROP_RESPONSE = [
   'connection',
@@ -223,7 +210,8 @@ export class ProxyServer {
     const hasBody =
       req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     const body = hasBody ? new PassThrough() : null;
-    const https = this.isHttps(table, req);
+    const hop = this.hopOf(table, req);
+    const https = isHttps(hop, header(req, 'x-forwarded-proto'));
     let setCookie: string | undefined;
     if (decision.setCookie !== undefined) {
       setCookie = formatSetCookie(
@@ -319,7 +307,7 @@ export class ProxyServer {
       {
         path: req.url as string,
         method: req.method as Dispatcher.HttpMethod,
-        headers: this.upstreamHeaders(table, req, https),
+        headers: buildUpstreamHeaders(req.rawHeaders, hop),
         body,
         idempotent: IDEMPOTENT.has(req.method ?? ''),
       },
@@ -327,53 +315,15 @@ export class ProxyServer {
     );
   }
 
-  /** Whether the request reached us over https: TLS here, or a trusted proxy's `X-Forwarded-Proto`. */
-  private isHttps(table: CompiledTable, req: IncomingMessage): boolean {
-    if ((req.socket as { encrypted?: boolean }).encrypted === true) return true;
-    const proto = header(req, 'x-forwarded-proto');
-    return proto?.toLowerCase().startsWith('https') === true && this.fromTrustedPeer(table, req);
-  }
-
-  private fromTrustedPeer(table: CompiledTable, req: IncomingMessage): boolean {
-    if (table.trustedProxies.length === 0) return false;
-    const peer = parseIp(req.socket.remoteAddress ?? '');
-    return peer !== undefined && table.trustedProxies.some((c) => cidrContains(c, peer));
-  }
-
-  /**
-   * Request headers for the endpoint: the client's, less hop-by-hop ones
-   * (and those its Connection header names), plus X-Forwarded-For (appended,
-   * like nginx `$proxy_add_x_forwarded_for`), -Proto and -Host (kept from a
-   * trusted proxy, else set from this hop).
-   */
-  private upstreamHeaders(table: CompiledTable, req: IncomingMessage, https: boolean): string[] {
-    const raw = req.rawHeaders;
-    const out: string[] = [];
-    const connection = req.headers.connection;
-    const named =
-      connection !== undefined && connection !== 'keep-alive' && connection !== 'close'
-        ? new Set(
-            connection
-              .toLowerCase()
-              .split(',')
-              .map((t) => t.trim()),
-          )
-        : undefined;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = (raw[i] as string).toLowerCase();
-      if (DROP_REQUEST.has(name) || named?.has(name)) continue;
-      out.push(raw[i] as string, raw[i + 1] as string);
+  /** The hop a request came over; the peer is parsed only when the pool trusts proxies. */
+  private hopOf(table: CompiledTable, req: IncomingMessage): Hop {
+    const peer = req.socket.remoteAddress ?? '';
+    let peerTrusted = false;
+    if (table.trustedProxies.length > 0) {
+      const ip = parseIp(peer);
+      peerTrusted = ip !== undefined && table.trustedProxies.some((c) => cidrContains(c, ip));
     }
-    const peer = unmapV4(req.socket.remoteAddress ?? '');
-    const xff = header(req, 'x-forwarded-for');
-    out.push('x-forwarded-for', xff === undefined ? peer : `${xff}, ${peer}`);
-    const trusted = this.fromTrustedPeer(table, req);
-    const xfp = trusted ? header(req, 'x-forwarded-proto') : undefined;
-    out.push('x-forwarded-proto', xfp ?? (https ? 'https' : 'http'));
-    const xfh = trusted ? header(req, 'x-forwarded-host') : undefined;
-    const host = xfh ?? req.headers.host;
-    if (host !== undefined) out.push('x-forwarded-host', host);
-    return out;
+    return { peer, peerTrusted, tls: (req.socket as { encrypted?: boolean }).encrypted === true };
   }
 
   /** Answers an error the proxy itself produced; the status comes from {@link statusForError} alone. */
@@ -457,10 +407,6 @@ export class ProxyServer {
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v.join(', ') : v;
-}
-
-function unmapV4(addr: string): string {
-  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
 }
 
 function randomKey(): string {
