@@ -11,9 +11,9 @@
  * an unusable first config, 1 for anything else.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, watch } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { createAdminServer } from './admin-server.ts';
@@ -21,6 +21,7 @@ import { parseDuration } from './api/duration.ts';
 import { durationSchema } from './api/pool-spec.ts';
 import { ephemeralKey, loadCookieKeys } from './cookie-keys.ts';
 import { TetherError } from './errors.ts';
+import { watchFile } from './file-watch.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { loadPoolFile } from './pool-file.ts';
 import { ProxyServer } from './proxy-server.ts';
@@ -217,20 +218,7 @@ export async function main(argv: string[]): Promise<void> {
   };
   await reloadConfig(true);
 
-  let reloadTimer: NodeJS.Timeout | undefined;
-  const scheduleReload = (): void => {
-    clearTimeout(reloadTimer);
-    // Editors and kubelet write in several steps; wait for them to settle.
-    reloadTimer = setTimeout(() => void reloadConfig(false), 100);
-  };
-  if (configPath !== undefined) {
-    // Watch the directory, not the file: an atomic rename (editors, ConfigMap
-    // `..data` symlink swaps) replaces the inode a file watch would follow.
-    const watcher = watch(dirname(configPath), (_event, name) => {
-      if (name === null || name === basename(configPath) || name.startsWith('..')) scheduleReload();
-    });
-    watcher.unref();
-  }
+  if (configPath !== undefined) watchFile(configPath, () => void reloadConfig(false));
   const reloadKeys = async (): Promise<void> => {
     if (keysFile === undefined) return;
     try {
@@ -240,12 +228,7 @@ export async function main(argv: string[]): Promise<void> {
       log('error', 'cookie keys file rejected; keeping the previous keys', { error: (err as Error).message });
     }
   };
-  if (keysFile !== undefined) {
-    const kw = watch(dirname(resolve(keysFile)), (_e, name) => {
-      if (name === null || name === basename(keysFile) || name.startsWith('..')) void reloadKeys();
-    });
-    kw.unref();
-  }
+  if (keysFile !== undefined) watchFile(keysFile, () => void reloadKeys());
   process.on('SIGHUP', () => {
     lastConfigDigest = '';
     void reloadConfig(false);
