@@ -28,6 +28,12 @@ export interface ProxyProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+// A test runner that dies mid-test skips afterAll: kill our proxies on the way out anyway.
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
 /** A scratch directory, removed by {@link Scratch.cleanup}. */
 export interface Scratch {
   readonly dir: string;
@@ -81,6 +87,8 @@ export async function startProxy(args: string[]): Promise<ProxyProcess> {
   if (!args.includes('--listen')) full.push('--listen', '127.0.0.1:0');
   if (!args.includes('--admin-listen')) full.push('--admin-listen', '127.0.0.1:0');
   const child = spawn(NODE, full, { stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   const logs: string[] = [];
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
   let buf = '';
