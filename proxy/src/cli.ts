@@ -10,7 +10,7 @@
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for bad flags or
  * an unusable first config, 1 for anything else.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -119,7 +119,7 @@ export async function main(argv: string[]): Promise<void> {
   const flags = parsedFlags.data;
   const log = makeLogger(flags['log-level']);
 
-  let cookieKeys: Buffer[];
+  let cookieKeys: KeyObject[];
   const keysFile = flags['cookie-keys-file'];
   if (keysFile !== undefined) {
     try {

@@ -3,7 +3,7 @@
  * HTTP through undici (one keep-alive Pool per endpoint) and WebSocket
  * upgrades through http-proxy-3. All I/O of the proxy's listener is here.
  */
-import { randomBytes } from 'node:crypto';
+import { type KeyObject, randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
@@ -39,7 +39,7 @@ export interface ProxyServerOptions {
   upstreams: Upstreams;
   metrics: ProxyMetrics;
   /** Current cookie keys; the first signs. Read per request so a key reload applies at once. */
-  cookieKeys: () => readonly Buffer[];
+  cookieKeys: () => readonly KeyObject[];
   /** Log one line (JSON). */
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -145,8 +145,13 @@ export class ProxyServer {
       return;
     }
     this.inflightRequests++;
-    res.once('close', () => this.inflightRequests--);
-    this.forward(table, req, res, decision, 0);
+    const exchange: Exchange = { controller: undefined };
+    // One listener for the whole exchange, redispatch included.
+    res.once('close', () => {
+      this.inflightRequests--;
+      if (!res.writableFinished) exchange.controller?.abort(new Error('client went away'));
+    });
+    this.forward(table, req, res, decision, 0, exchange);
   }
 
   /** The affinity decision for a request, by the table's affinity type. */
@@ -195,6 +200,7 @@ export class ProxyServer {
     res: ServerResponse,
     decision: Decision,
     attempt: number,
+    exchange: Exchange,
   ): void {
     const ep = decision.endpoint;
     if (ep === undefined) {
@@ -228,9 +234,9 @@ export class ProxyServer {
       finished = true;
       rt.inflight--;
     };
-    const handler: Dispatcher.DispatchHandler & { controller?: Dispatcher.DispatchController } = {
+    const handler: Dispatcher.DispatchHandler = {
       onRequestStart: (controller) => {
-        handler.controller = controller;
+        exchange.controller = controller;
         if (res.destroyed) controller.abort(new Error('client went away'));
         // The body flows only once a connection exists: a connect failure
         // leaves it unread, so redispatch can still send it.
@@ -290,7 +296,7 @@ export class ProxyServer {
             }
             this.o.metrics.redispatches.inc({ pool: table.pool });
             this.o.metrics.countDecision(table.pool, next.outcome, next.reason);
-            this.forward(table, req, res, next, 1);
+            this.forward(table, req, res, next, 1, exchange);
             return;
           }
           this.fail(res, table, ep.id, classifyUpstreamError(err));
@@ -300,9 +306,6 @@ export class ProxyServer {
         res.destroy(err);
       },
     };
-    res.once('close', () => {
-      if (!res.writableFinished) handler.controller?.abort(new Error('client went away'));
-    });
     rt.pool.dispatch(
       {
         path: req.url as string,
@@ -409,6 +412,22 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
+/** The undici request of a client exchange now under way, so a client that leaves can abort it. */
+interface Exchange {
+  controller: Dispatcher.DispatchController | undefined;
+}
+
+// Random session ids come from a block refilled every 512 ids: one
+// randomBytes call per id costs about as much as the HMAC that signs it.
+let randomBlock = Buffer.alloc(0);
+let randomAt = 0;
+
 function randomKey(): string {
-  return randomBytes(SESSION_ID_BYTES).toString('base64url');
+  if (randomAt + SESSION_ID_BYTES > randomBlock.length) {
+    randomBlock = randomBytes(SESSION_ID_BYTES * 512);
+    randomAt = 0;
+  }
+  const id = randomBlock.toString('base64url', randomAt, randomAt + SESSION_ID_BYTES);
+  randomAt += SESSION_ID_BYTES;
+  return id;
 }

@@ -1,3 +1,4 @@
+import { createSecretKey } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   COOKIE_VALUE_LENGTH,
@@ -6,8 +7,8 @@ import {
   endpointTag,
 } from './cookie-codec.ts';
 
-const k1 = Buffer.alloc(32, 1);
-const k2 = Buffer.alloc(32, 2);
+const k1 = createSecretKey(Buffer.alloc(32, 1));
+const k2 = createSecretKey(Buffer.alloc(32, 2));
 const pool = 'default/shop';
 const cookie = {
   sessionId: 'AAECAwQFBgcICQoL',

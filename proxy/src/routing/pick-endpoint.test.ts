@@ -1,3 +1,4 @@
+import { createSecretKey } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { stickyBackendPoolSchema } from '../api/pool-spec.ts';
 import { buildRoutingTable } from '../api/routing-table.ts';
@@ -12,7 +13,7 @@ import {
 } from './pick-endpoint.ts';
 import { digest } from './rendezvous.ts';
 
-const keys = [Buffer.alloc(32, 7)];
+const keys = [createSecretKey(Buffer.alloc(32, 7))];
 const T0 = 1_800_000_000_000; // Unix ms
 
 function table(
@@ -119,7 +120,7 @@ describe('decideByCookie', () => {
       desc: 'forged (other key)',
       value: encodeAffinityCookie(
         { sessionId: 'AAAAAAAAAAAAAAAA', endpointTag: table().endpoints[0]!.tag, issuedAt: 1, lastSeen: 1 },
-        [Buffer.alloc(32, 9)],
+        [createSecretKey(Buffer.alloc(32, 9))],
         'default/shop',
       ),
     },

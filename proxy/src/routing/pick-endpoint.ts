@@ -13,6 +13,7 @@
  *   re-pins only, never moving a kept pin (HAProxy hash-balance-factor).
  */
 
+import type { KeyObject } from 'node:crypto';
 import type { CompiledEndpoint, CompiledTable } from './compiled-table.ts';
 import { type AffinityCookie, decodeAffinityCookie } from './cookie-codec.ts';
 import { type Digest, digest, pickTop, rank } from './rendezvous.ts';
@@ -62,7 +63,7 @@ export interface Decision {
 export interface CookieRequest {
   /** Values of the affinity cookie in the request, in header order. */
   readonly values: readonly string[];
-  readonly keys: readonly Buffer[];
+  readonly keys: readonly KeyObject[];
   /** Unix ms. */
   readonly nowMs: number;
   /** A new random session id (base64url of 12 bytes), used when the client has none valid. */
