@@ -9,7 +9,12 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['proxy/src/**/*.test.ts', 'operator/src/**/*.test.ts', 'test/control-plane/**/*.test.ts'],
+          include: [
+            'proxy/src/**/*.test.ts',
+            'operator/src/**/*.test.ts',
+            'test/control-plane/**/*.test.ts',
+            'tools/**/*.test.ts',
+          ],
           environment: 'node',
         },
       },
