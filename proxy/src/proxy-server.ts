@@ -4,7 +4,7 @@
  * upgrades through http-proxy-3. All I/O of the proxy's listener is here.
  */
 import { type KeyObject, randomBytes } from 'node:crypto';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
@@ -51,6 +51,8 @@ export class ProxyServer {
   private readonly wsProxy = createProxyServer({ ws: true, xfwd: true });
   private readonly sockets = new Set<Socket>();
   private readonly webSockets = new Set<Socket>();
+  /** Set-Cookie owed to a WebSocket upgrade request, until its 101 is written. */
+  private readonly wsCookies = new WeakMap<IncomingMessage, string>();
   private inflightRequests = 0;
   private closing = false;
 
@@ -75,6 +77,17 @@ export class ProxyServer {
       if (socket.writable && err.code !== 'ECONNRESET')
         socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       else socket.destroy();
+    });
+    // A WebSocket's first request pins it like any other, so the 101 carries
+    // the cookie too. http-proxy-3 writes the 101 from the endpoint's headers
+    // in its own 'upgrade' listener; ours, added first, amends them.
+    this.wsProxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => {
+      const setCookie = this.wsCookies.get(req);
+      if (setCookie === undefined) return;
+      proxyReq.once('upgrade', (proxyRes: IncomingMessage) => {
+        const prior = proxyRes.headers['set-cookie'];
+        proxyRes.headers['set-cookie'] = prior === undefined ? [setCookie] : [...prior, setCookie];
+      });
     });
     this.wsProxy.on('error', (err: Error, _req: unknown, target: unknown) => {
       // http-proxy-3 reports WebSocket failures here; the socket is closed below.
@@ -218,14 +231,7 @@ export class ProxyServer {
     const body = hasBody ? new PassThrough() : null;
     const hop = this.hopOf(table, req);
     const https = isHttps(hop, header(req, 'x-forwarded-proto'));
-    let setCookie: string | undefined;
-    if (decision.setCookie !== undefined) {
-      setCookie = formatSetCookie(
-        table.cookie,
-        encodeAffinityCookie(decision.setCookie, this.o.cookieKeys(), table.pool),
-        https,
-      );
-    }
+    const setCookie = this.setCookieHeader(table, decision, https);
     const started = performance.now();
     rt.inflight++;
     let finished = false;
@@ -318,6 +324,13 @@ export class ProxyServer {
     );
   }
 
+  /** The Set-Cookie value a decision calls for, or undefined. */
+  private setCookieHeader(table: CompiledTable, decision: Decision, https: boolean): string | undefined {
+    if (decision.setCookie === undefined) return undefined;
+    const value = encodeAffinityCookie(decision.setCookie, this.o.cookieKeys(), table.pool);
+    return formatSetCookie(table.cookie, value, https);
+  }
+
   /** The hop a request came over; the peer is parsed only when the pool trusts proxies. */
   private hopOf(table: CompiledTable, req: IncomingMessage): Hop {
     const peer = req.socket.remoteAddress ?? '';
@@ -385,6 +398,12 @@ export class ProxyServer {
       refuse(503, 'Service Unavailable');
       return;
     }
+    const setCookie = this.setCookieHeader(
+      table,
+      decision,
+      isHttps(this.hopOf(table, req), header(req, 'x-forwarded-proto')),
+    );
+    if (setCookie !== undefined) this.wsCookies.set(req, setCookie);
     const rt: EndpointRuntime = this.o.upstreams.at(ep.index);
     rt.inflight++;
     this.webSockets.add(socket);

@@ -63,6 +63,39 @@ function wsFirstMessage(url: string, headers: Record<string, string> = {}): Prom
   });
 }
 
+/** A WebSocket handshake by hand: the 101's Set-Cookie, and the first frame's text (the endpoint id). */
+function rawUpgrade(port: number): Promise<{ status: number; setCookie: string | undefined; first: string }> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`no 101 and frame in 5 s: ${buf.toString('latin1')}`));
+    }, 5_000);
+    sock.on('error', reject);
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0 || buf.length < end + 6) return;
+      const head = buf.subarray(0, end).toString('latin1');
+      const frame = buf.subarray(end + 4);
+      const len = (frame[1] as number) & 0x7f;
+      if (frame.length < 2 + len) return;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({
+        status: Number(head.split(' ')[1]),
+        setCookie: /^set-cookie: (.*)$/im.exec(head)?.[1],
+        first: frame.subarray(2, 2 + len).toString('utf8'),
+      });
+    });
+    sock.write(
+      'GET /live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+  });
+}
+
 describe('WebSocket upgrades', () => {
   it('follow the cookie pin of the page that set it', async () => {
     await withProxy({}, async (p) => {
@@ -74,6 +107,19 @@ describe('WebSocket upgrades', () => {
         });
         expect(msg).toBe(page.endpoint);
       }
+    });
+  });
+
+  it('a first WebSocket without a cookie gets one on its 101, and reconnects land on the same endpoint', async () => {
+    await withProxy({}, async (p) => {
+      const { status, setCookie, first } = await rawUpgrade(p.port);
+      expect(status).toBe(101);
+      expect(setCookie).toMatch(/^route=[A-Za-z0-9_-]{62}; Path=\/; HttpOnly; SameSite=Lax$/);
+      const cookie = (setCookie as string).split(';')[0] as string;
+      for (let i = 0; i < 4; i++)
+        expect(await wsFirstMessage(`ws://127.0.0.1:${p.port}/live`, { cookie })).toBe(first);
+      // And a plain request with it too.
+      expect((await get(`${p.url}/`, { headers: { cookie } })).endpoint).toBe(first);
     });
   });
 
