@@ -140,6 +140,28 @@ describe('WebSocket upgrades', () => {
   });
 });
 
+describe('weights', () => {
+  it('new pins follow endpoint weights 1:1:4 (300 new clients, each share within 0.1)', async () => {
+    const weighted = eps().map((e, i) => ({ ...e, weight: i === 2 ? 4 : 1 }));
+    await withProxy(
+      {},
+      async (p) => {
+        const counts = new Map<string, number>();
+        for (let i = 0; i < 300; i++) {
+          const r = await get(`${p.url}/`);
+          counts.set(r.endpoint as string, (counts.get(r.endpoint as string) ?? 0) + 1);
+        }
+        const share = (id: string) => (counts.get(id) ?? 0) / 300;
+        expect(Math.abs(share(backends[0]!.id) - 1 / 6)).toBeLessThan(0.1);
+        expect(Math.abs(share(backends[1]!.id) - 1 / 6)).toBeLessThan(0.1);
+        expect(Math.abs(share(backends[2]!.id) - 4 / 6)).toBeLessThan(0.1);
+      },
+      [],
+      weighted,
+    );
+  });
+});
+
 describe('ClientIP affinity', () => {
   it('/24 by default (nginx ip_hash): every 127.0.0.x lands on one endpoint', async () => {
     await withProxy({ affinity: { type: 'ClientIP' } }, async (p) => {
