@@ -1,150 +1,38 @@
 /**
- * Child processes of the benchmark (nginx, HAProxy, the proxy, wrk): started
- * without a shell, their output kept for error messages, and every one of
- * them stopped again however the run ends.
+ * The benchmark's side of its child processes (nginx, HAProxy, the proxy,
+ * wrk), which `tools/child-processes.ts` starts, reads and stops: pinning
+ * to a core, waiting for a process to serve, and the CPU time each used.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { createServer } from 'node:net';
-
-/** How many output lines of a child are kept for error messages. */
-const TAIL_LINES = 40;
-
-/** A started child process. */
-export interface Child {
-  readonly name: string;
-  readonly proc: ChildProcess;
-  /** Resolves once it has exited, with its exit code or the signal that ended it. */
-  readonly exited: Promise<string>;
-  /** Whether it has exited (or never started). */
-  hasExited(): boolean;
-  /** The last lines it wrote on stdout and stderr, oldest first. */
-  tail(): string[];
-  /** Calls `fn` for each complete line it writes from now on. */
-  onLine(fn: (line: string, stream: 'stdout' | 'stderr') => void): void;
-}
+import { type Child, describeExit } from '../tools/child-processes.ts';
+import { pollUntil } from '../tools/poll.ts';
 
 /**
- * The set of children still running. One instance per run, so that signal
- * handlers and the exit hook can find every process to stop.
+ * The launcher that pins a command to core `cpu` (`taskset -c <cpu>`, put
+ * before the command and its arguments), or none when `cpu` is undefined.
  */
-export class ChildSet {
-  private readonly live = new Set<Child>();
-
-  /**
-   * Starts `command` with `args` (no shell: arguments are passed as they are).
-   * Both output streams are always drained, so a chatty child never blocks
-   * on a full pipe while it is being measured.
-   */
-  start(name: string, command: string, args: readonly string[], cwd?: string): Child {
-    const proc = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines: string[] = [];
-    const listeners: Array<(line: string, stream: 'stdout' | 'stderr') => void> = [];
-    let done = false;
-    const exited = new Promise<string>((resolve) => {
-      proc.once('error', (err) => {
-        done = true;
-        lines.push(`${name}: cannot start ${command}: ${err.message}`);
-        resolve(`error: ${err.message}`);
-      });
-      proc.once('exit', (code, signal) => {
-        done = true;
-        resolve(signal ?? `exit code ${code}`);
-      });
-    });
-    const split = (stream: 'stdout' | 'stderr') => {
-      let partial = '';
-      return (chunk: Buffer): void => {
-        partial += chunk.toString('utf8');
-        let nl = partial.indexOf('\n');
-        while (nl >= 0) {
-          const line = partial.slice(0, nl);
-          partial = partial.slice(nl + 1);
-          lines.push(line);
-          if (lines.length > TAIL_LINES) lines.shift();
-          for (const fn of listeners) fn(line, stream);
-          nl = partial.indexOf('\n');
-        }
-      };
-    };
-    proc.stdout?.on('data', split('stdout'));
-    proc.stderr?.on('data', split('stderr'));
-    const child: Child = {
-      name,
-      proc,
-      exited,
-      hasExited: () => done,
-      tail: () => [...lines],
-      onLine: (fn) => listeners.push(fn),
-    };
-    this.live.add(child);
-    void exited.then(() => this.live.delete(child));
-    return child;
-  }
-
-  /** Stops one child: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
-  async stop(child: Child, graceMs = 3_000): Promise<void> {
-    if (child.hasExited()) return;
-    child.proc.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), graceMs);
-    });
-    if ((await Promise.race([child.exited, late])) === 'late') child.proc.kill('SIGKILL');
-    clearTimeout(timer);
-    await child.exited;
-  }
-
-  /** Stops every child still running, in parallel. */
-  async stopAll(graceMs = 3_000): Promise<void> {
-    await Promise.all([...this.live].map((c) => this.stop(c, graceMs)));
-  }
-
-  /** Last resort from a synchronous `exit` hook: SIGKILL whatever is left. */
-  killAllNow(): void {
-    for (const c of this.live) if (!c.hasExited()) c.proc.kill('SIGKILL');
-  }
+export function pinPrefix(cpu: number | undefined): string[] {
+  return cpu === undefined ? [] : ['taskset', '-c', String(cpu)];
 }
 
-/** The answer of {@link httpGet}. */
-export interface HttpAnswer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
+/** `command args` run under {@link pinPrefix}: `[command, args]` for a spawn. */
+export function pinned(
+  cpu: number | undefined,
+  command: string,
+  args: readonly string[],
+): [string, string[]] {
+  const [cmd, ...rest] = [...pinPrefix(cpu), command, ...args];
+  return [cmd as string, rest];
 }
 
 /**
- * One GET on a fresh connection (no agent): the checks must not leave idle
- * keep-alive connections to a target that is about to be measured.
- */
-export function httpGet(
-  url: string,
-  headers: Record<string, string> = {},
-  timeoutMs = 2_000,
-): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false, headers, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: Buffer.concat(chunks).toString('utf8'),
-        }),
-      );
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/**
- * Polls `probe` until it returns a value other than `undefined`. Fails early
- * when `child` exits (its output goes into the error), else after `timeoutMs`.
+ * Polls `probe` every 100 ms until it returns a value other than
+ * `undefined`; a probe that throws counts as a miss (its message goes into
+ * the timeout error).
+ *
+ * @throws {Error} early when `child` ends (with its last output), else after `timeoutMs`.
  */
 export async function waitFor<T>(
   what: string,
@@ -152,28 +40,28 @@ export async function waitFor<T>(
   timeoutMs: number,
   child?: Child,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
   let lastError = '';
-  for (;;) {
-    if (child?.hasExited()) {
-      throw new Error(
-        `${child.name} exited (${await child.exited}) before ${what}:\n  ${child.tail().join('\n  ')}`,
-      );
-    }
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      lastError = (err as Error).message;
-    }
-    if (Date.now() > deadline) {
-      const out = child === undefined ? '' : `\n  ${child.name} said:\n  ${child.tail().join('\n  ')}`;
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${lastError && `: ${lastError}`}${out}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const value = await pollUntil(
+    async () => {
+      if (child !== undefined && !child.isRunning()) {
+        const how = describeExit(await child.exited);
+        throw new Error(`${child.name} ${how} before ${what}:\n  ${child.tail().join('\n  ')}`);
+      }
+      try {
+        return await probe();
+      } catch (err) {
+        lastError = (err as Error).message;
+        return undefined;
+      }
+    },
+    timeoutMs,
+    100,
+  );
+  if (value !== undefined) return value;
+  const out = child === undefined ? '' : `\n  ${child.name} said:\n  ${child.tail().join('\n  ')}`;
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError && `: ${lastError}`}${out}`,
+  );
 }
 
 /**

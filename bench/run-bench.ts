@@ -24,15 +24,17 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type Child, ChildProcesses, parseJsonLine } from '../tools/child-processes.ts';
+import { httpGet, setCookieValue } from '../tools/http-get.ts';
+import { startTetherProxy } from '../tools/tether-proxy-process.ts';
 import { type BenchBackend, haproxyConfig, nginxConfig, poolYaml } from './configs.ts';
 import {
-  type Child,
-  ChildSet,
   cpuSeconds,
   firstLineOf,
   freePort,
   haveCommand,
-  httpGet,
+  pinned,
+  pinPrefix,
   reapedChildrenCpuSeconds,
   TICKS_PER_S,
   waitFor,
@@ -44,6 +46,8 @@ const FLOOR = 0.3;
 const AIM = 0.5;
 /** More errors than this share of requests makes a run's figures worthless. */
 const MAX_ERROR_SHARE = 0.01;
+/** Limit on one check request (is a target up, does it pin), ms. */
+const CHECK_TIMEOUT_MS = 2_000;
 /** CPU of processes the bench did not start, % of a core, above which a run counts as disturbed. */
 const NOISY_OTHER_PCT = 15;
 /** How long to wait for a quiet moment before each measurement, at most. */
@@ -150,11 +154,6 @@ function readSettings(): Settings {
   };
 }
 
-/** `command args` prefixed with `taskset -c <cpu>` when pinning. */
-function pinned(cpu: number | undefined, command: string, args: string[]): [string, string[]] {
-  return cpu === undefined ? [command, args] : ['taskset', ['-c', String(cpu), command, ...args]];
-}
-
 /** Moves a running process (all its threads) to another core. */
 function repin(child: Child, cpu: number | undefined): void {
   if (cpu === undefined || child.proc.pid === undefined) return;
@@ -193,13 +192,8 @@ function cookieFrom(
   headers: Record<string, string | string[] | undefined>,
   name: string,
 ): string | undefined {
-  const raw = headers['set-cookie'];
-  const all = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
-  for (const c of all) {
-    const pair = c.split(';')[0]?.trim() ?? '';
-    if (pair.startsWith(`${name}=`)) return pair;
-  }
-  return undefined;
+  const value = setCookieValue(headers['set-cookie'], name);
+  return value === undefined ? undefined : `${name}=${value}`;
 }
 
 /** Checks a target answers 200 with a backend's id; returns the answer. */
@@ -209,7 +203,7 @@ async function expectBackendAnswer(
   backends: readonly BenchBackend[],
   headers: Record<string, string> = {},
 ) {
-  const res = await httpGet(url, headers);
+  const res = await httpGet(url, { headers, timeoutMs: CHECK_TIMEOUT_MS });
   const id = res.body.trim();
   if (res.status !== 200 || !backends.some((b) => b.id === id))
     throw new Error(`${what}: GET ${url} answered ${res.status} ${JSON.stringify(res.body.slice(0, 200))}`);
@@ -217,7 +211,7 @@ async function expectBackendAnswer(
 }
 
 class Bench {
-  readonly children = new ChildSet();
+  readonly children = new ChildProcesses();
   readonly dir = mkdtempSync(join(tmpdir(), 'tether-bench-'));
   readonly runs: RunRecord[] = [];
   private readonly s: Settings;
@@ -242,12 +236,12 @@ class Bench {
       '-e',
       join(this.dir, 'nginx-error.log'),
     ]);
-    this.nginx = this.children.start('nginx', cmd, args);
+    this.nginx = this.children.spawn('nginx', cmd, args);
     for (const b of backends) {
       await waitFor(
         `nginx on 127.0.0.1:${b.port}`,
         async () => {
-          const r = await httpGet(`http://127.0.0.1:${b.port}/`);
+          const r = await httpGet(`http://127.0.0.1:${b.port}/`, { timeoutMs: CHECK_TIMEOUT_MS });
           return r.status === 200 && r.body === `${b.id}\n` ? true : undefined;
         },
         10_000,
@@ -406,42 +400,23 @@ class Bench {
       mkdirSync(RESULTS_DIR, { recursive: true });
       nodeArgs.push('--cpu-prof', '--cpu-prof-dir', RESULTS_DIR);
     }
-    const [cmd, args] = pinned(this.s.pin?.server, process.execPath, [
-      ...nodeArgs,
-      this.s.tetherEntry,
-      '--config',
-      pool,
-      '--listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-      '--cookie-keys-file',
-      keys,
-      '--shutdown-timeout',
-      '2s',
-    ]);
-    const proxy = this.children.start('tether-proxy', cmd, args, REPO);
-    let addrs: { listen: string; admin: string } | undefined;
-    const complaints: string[] = [];
-    proxy.onLine((line, stream) => {
-      if (stream !== 'stderr' || !line.startsWith('{')) return;
-      try {
-        const rec = JSON.parse(line) as { msg?: string; level?: string; listen?: string; admin?: string };
-        if (rec.msg === 'tether-proxy listening' && rec.listen && rec.admin)
-          addrs = { listen: rec.listen, admin: rec.admin };
-        else if (rec.level === 'warn' || rec.level === 'error') complaints.push(line);
-      } catch {
-        // Not a log record: it stays in the tail for error messages.
-      }
+    const proxy = await startTetherProxy(this.children, {
+      entry: this.s.tetherEntry,
+      nodeArgs,
+      launcher: pinPrefix(this.s.pin?.server),
+      cwd: REPO,
+      args: ['--config', pool, '--cookie-keys-file', keys, '--shutdown-timeout', '2s'],
     });
-    const { listen, admin } = await waitFor('"tether-proxy listening"', async () => addrs, 15_000, proxy);
     await waitFor(
-      `GET http://${admin}/readyz → 200`,
-      async () => ((await httpGet(`http://${admin}/readyz`)).status === 200 ? true : undefined),
+      `GET ${proxy.adminUrl}/readyz → 200`,
+      async () =>
+        (await httpGet(`${proxy.adminUrl}/readyz`, { timeoutMs: CHECK_TIMEOUT_MS })).status === 200
+          ? true
+          : undefined,
       10_000,
-      proxy,
+      proxy.child,
     );
-    const url = `http://${listen}/`;
+    const url = `${proxy.url}/`;
     const first = await expectBackendAnswer('tether', url, backends);
     const cookie = cookieFrom(first.headers, 'route');
     if (cookie === undefined) throw new Error(`tether: a request without cookie got no route cookie back`);
@@ -456,7 +431,7 @@ class Bench {
       'wrk sends no cookie: every request is a new pin and every answer carries a signed Set-Cookie',
       url,
       [],
-      proxy,
+      proxy.child,
     );
     await this.measure(
       'tether-pinned',
@@ -465,10 +440,14 @@ class Bench {
         (hitSetsCookie ? '; the answer still sets a cookie' : ', no Set-Cookie'),
       url,
       [`Cookie: ${cookie}`],
-      proxy,
+      proxy.child,
     );
     // A graceful stop: the proxy writes its CPU profile on exit.
-    await this.children.stop(proxy, 5_000);
+    await proxy.stop(5_000);
+    const complaints = proxy.logs.filter((line) => {
+      const level = parseJsonLine(line)?.level;
+      return level === 'warn' || level === 'error';
+    });
     if (this.s.cpuProfile)
       process.stdout.write(`  CPU profile of tether-proxy: ${RESULTS_DIR}/CPU.*.cpuprofile (newest)\n`);
     if (complaints.length > 0) {
@@ -483,7 +462,7 @@ class Bench {
     writeFileSync(cfg, haproxyConfig(port, backends));
     // -db: stay in the foreground, no daemon, no master-worker; the bench owns the process.
     const [cmd, args] = pinned(this.s.pin?.server, 'haproxy', ['-db', '-f', cfg]);
-    const proxy = this.children.start('haproxy', cmd, args);
+    const proxy = this.children.spawn('haproxy', cmd, args);
     const url = `http://127.0.0.1:${port}/`;
     const first = await waitFor(
       `HAProxy on 127.0.0.1:${port}`,

@@ -2,7 +2,8 @@
  * Runs wrk and reads its figures from the JSON line `wrk-report.lua` prints.
  */
 import { fileURLToPath } from 'node:url';
-import type { ChildSet } from './processes.ts';
+import { type ChildProcesses, describeExit } from '../tools/child-processes.ts';
+import { pinned } from './processes.ts';
 
 const REPORT_SCRIPT = fileURLToPath(new URL('./wrk-report.lua', import.meta.url));
 const MARKER = 'BENCH_JSON ';
@@ -41,7 +42,7 @@ export interface WrkOptions {
  * Runs wrk once against `url` and returns its figures. Throws when wrk
  * fails, prints no report, or overruns its duration by far (a hung target).
  */
-export async function runWrk(children: ChildSet, o: WrkOptions): Promise<WrkResult> {
+export async function runWrk(children: ChildProcesses, o: WrkOptions): Promise<WrkResult> {
   const args = [
     '-t',
     String(o.threads),
@@ -56,10 +57,7 @@ export async function runWrk(children: ChildSet, o: WrkOptions): Promise<WrkResu
     ...(o.headers ?? []).flatMap((h) => ['-H', h]),
     o.url,
   ];
-  const child =
-    o.cpu === undefined
-      ? children.start('wrk', 'wrk', args)
-      : children.start('wrk', 'taskset', ['-c', String(o.cpu), 'wrk', ...args]);
+  const child = children.spawn('wrk', ...pinned(o.cpu, 'wrk', args));
   let report: string | undefined;
   child.onLine((line) => {
     if (line.startsWith(MARKER)) report = line.slice(MARKER.length);
@@ -74,8 +72,8 @@ export async function runWrk(children: ChildSet, o: WrkOptions): Promise<WrkResu
     await children.stop(child, 1_000);
     throw new Error(`wrk against ${o.url} did not finish within ${o.durationS + 20} s`);
   }
-  if (how !== 'exit code 0' || report === undefined) {
-    throw new Error(`wrk against ${o.url} failed (${how}):\n  ${child.tail().join('\n  ')}`);
+  if (how.code !== 0 || report === undefined) {
+    throw new Error(`wrk against ${o.url} failed (it ${describeExit(how)}):\n  ${child.tail().join('\n  ')}`);
   }
   const raw = JSON.parse(report) as {
     requests: number;

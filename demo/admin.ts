@@ -2,26 +2,11 @@
  * What the demo reads from a proxy's admin API: readiness, the routing
  * table's revision, and Prometheus series from `/metrics`.
  */
+import type { TetherProxy } from '../tools/tether-proxy-process.ts';
 import { getText } from './http-client.ts';
-import type { ProxyProcess } from './processes.ts';
 
-/**
- * Polls `probe` every `intervalMs` until it returns true.
- *
- * @returns the ms it took, or undefined when `timeoutMs` passed first.
- */
-export async function waitFor(
-  probe: () => Promise<boolean>,
-  timeoutMs: number,
-  intervalMs = 50,
-): Promise<number | undefined> {
-  const started = Date.now();
-  for (;;) {
-    if (await probe()) return Date.now() - started;
-    if (Date.now() - started >= timeoutMs) return undefined;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+/** What the demo needs of a proxy here: where its admin API is. */
+type ProxyProcess = Pick<TetherProxy, 'adminUrl'>;
 
 /** Whether `GET /readyz` answers 200 (a routing table is loaded). */
 export async function isReady(p: ProxyProcess): Promise<boolean> {

@@ -1,9 +1,11 @@
 /**
- * The demo's HTTP clients: node:http (its Agent honours `localAddress`,
- * which the ClientIP part needs to speak from 127.0.0.2 … 127.0.0.9; undici's
- * Agent ignores it) and a minimal cookie jar, as a browser would keep one.
+ * The demo's HTTP clients, on `tools/http-get.ts` (node:http: its Agent
+ * honours `localAddress`, which the ClientIP part needs to speak from
+ * 127.0.0.2 … 127.0.0.9; undici's Agent ignores it), and a minimal cookie
+ * jar, as a browser would keep one.
  */
-import { type Agent, request } from 'node:http';
+import type { Agent } from 'node:http';
+import { type HttpAnswer, httpGet, setCookieValue } from '../tools/http-get.ts';
 
 /** Per-request limit, ms: a loopback answer takes about 1 ms; anything near this is a failure. */
 const REQUEST_TIMEOUT_MS = 5_000;
@@ -34,50 +36,33 @@ export function isOk(r: Reply): boolean {
  *
  * @param agent - a keep-alive node:http Agent (carries `localAddress` for ClientIP clients).
  */
-export function httpGet(url: string, agent: Agent, headers: Record<string, string> = {}): Promise<Reply> {
-  return new Promise((resolve) => {
-    const failed = (error: string): void =>
-      resolve({ status: 0, endpoint: undefined, client: undefined, count: undefined, setCookies: [], error });
-    const req = request(url, { agent, headers, timeout: REQUEST_TIMEOUT_MS }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', (err) => failed(err.message));
-      res.on('end', () => {
-        let body: Record<string, unknown> = {};
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-        } catch {
-          // Not the backend's JSON (an error page of the proxy): judged by status and header below.
-        }
-        const tetherError = res.headers['x-tether-error'];
-        resolve({
-          status: res.statusCode ?? 0,
-          endpoint: typeof body.endpoint === 'string' ? body.endpoint : undefined,
-          client: typeof body.client === 'string' ? body.client : undefined,
-          count: typeof body.count === 'number' ? body.count : undefined,
-          setCookies: res.headers['set-cookie'] ?? [],
-          error: typeof tetherError === 'string' ? tetherError : undefined,
-        });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
-    req.on('error', (err) => failed((err as NodeJS.ErrnoException).code ?? err.message));
-    req.end();
-  });
-}
-
-/**
- * The value of cookie `name` in a list of `Set-Cookie` headers (the last one
- * wins, as in a browser), or undefined when none sets it.
- */
-export function cookieFromSetCookies(setCookies: readonly string[], name: string): string | undefined {
-  let value: string | undefined;
-  for (const header of setCookies) {
-    const pair = header.split(';', 1)[0] ?? '';
-    const eq = pair.indexOf('=');
-    if (eq > 0 && pair.slice(0, eq).trim() === name) value = pair.slice(eq + 1).trim();
+export async function getReply(
+  url: string,
+  agent: Agent,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
+  let res: HttpAnswer;
+  try {
+    res = await httpGet(url, { agent, headers, timeoutMs: REQUEST_TIMEOUT_MS });
+  } catch (err) {
+    const error = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    return { status: 0, endpoint: undefined, client: undefined, count: undefined, setCookies: [], error };
   }
-  return value;
+  let body: Record<string, unknown> = {};
+  try {
+    body = JSON.parse(res.body) as Record<string, unknown>;
+  } catch {
+    // Not the backend's JSON (an error page of the proxy): judged by status and header below.
+  }
+  const tetherError = res.headers['x-tether-error'];
+  return {
+    status: res.status,
+    endpoint: typeof body.endpoint === 'string' ? body.endpoint : undefined,
+    client: typeof body.client === 'string' ? body.client : undefined,
+    count: typeof body.count === 'number' ? body.count : undefined,
+    setCookies: res.headers['set-cookie'] ?? [],
+    error: typeof tetherError === 'string' ? tetherError : undefined,
+  };
 }
 
 /**
@@ -101,7 +86,7 @@ export class CookieClient {
   /** One request with the jar's cookie; a `Set-Cookie` in the answer replaces it. */
   async get(baseUrl: string): Promise<Reply> {
     const reply = await this.getWith(baseUrl, this.cookie);
-    this.cookie = cookieFromSetCookies(reply.setCookies, this.cookieName) ?? this.cookie;
+    this.cookie = setCookieValue(reply.setCookies, this.cookieName) ?? this.cookie;
     return reply;
   }
 
@@ -109,23 +94,16 @@ export class CookieClient {
   getWith(baseUrl: string, cookie: string | undefined): Promise<Reply> {
     const headers: Record<string, string> = { 'x-client-id': this.id };
     if (cookie !== undefined) headers.cookie = `${this.cookieName}=${cookie}`;
-    return httpGet(`${baseUrl}/cart`, this.agent, headers);
+    return getReply(`${baseUrl}/cart`, this.agent, headers);
   }
 }
 
 /** GETs `url` without keep-alive and returns status and body text; a transport error is status 0. */
-export function getText(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = request(url, { agent: false, timeout: REQUEST_TIMEOUT_MS }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', (err) => resolve({ status: 0, body: err.message }));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
-      );
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
-    req.on('error', (err) => resolve({ status: 0, body: err.message }));
-    req.end();
-  });
+export async function getText(url: string): Promise<{ status: number; body: string }> {
+  try {
+    const res = await httpGet(url, { timeoutMs: REQUEST_TIMEOUT_MS });
+    return { status: res.status, body: res.body };
+  } catch (err) {
+    return { status: 0, body: (err as Error).message };
+  }
 }

@@ -22,9 +22,12 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isReady, metricLines, metricSum, metricsText, tableRevision, waitFor } from './admin.ts';
-import { CookieClient, httpGet, isOk, type Reply } from './http-client.ts';
-import { type Backend, Children, exited, type ProxyProcess, startBackend, startProxy } from './processes.ts';
+import { ChildProcesses } from '../tools/child-processes.ts';
+import { pollUntil } from '../tools/poll.ts';
+import type { TetherProxy } from '../tools/tether-proxy-process.ts';
+import { isReady, metricLines, metricSum, metricsText, tableRevision } from './admin.ts';
+import { CookieClient, getReply, isOk, type Reply } from './http-client.ts';
+import { type Backend, startBackend, startProxy } from './processes.ts';
 import { Claims, heading, say, table } from './report.ts';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
@@ -58,7 +61,7 @@ const DEADLINE_MS = 55_000;
 const RELOAD_WAIT_MS = 5_000;
 
 const started = Date.now();
-const children = new Children();
+const children = new ChildProcesses();
 const tmp = mkdtempSync(join(tmpdir(), 'tether-demo-'));
 const agents: Agent[] = [];
 
@@ -92,8 +95,8 @@ interface Demo {
   readonly backends: Map<string, Backend>;
   readonly ports: Map<string, number>;
   readonly poolFile: string;
-  readonly p1: ProxyProcess;
-  readonly p2: ProxyProcess;
+  readonly p1: TetherProxy;
+  readonly p2: TetherProxy;
   readonly clients: CookieClient[];
 }
 
@@ -145,7 +148,7 @@ async function rewritePool(d: Demo, state: PoolState): Promise<{ revisions: numb
   const t0 = Date.now();
   writeAtomically(d.poolFile, poolYaml(d.ports, state));
   const revisions = [0, 0];
-  const ok = await waitFor(async () => {
+  const ok = await pollUntil(async () => {
     const now = await Promise.all([tableRevision(d.p1), tableRevision(d.p2)]);
     revisions.splice(0, 2, ...now);
     return now.every((r, i) => r > (before[i] ?? 0));
@@ -208,7 +211,7 @@ async function setup(claims: Claims): Promise<Demo> {
     startProxy(children, 'proxy 2', poolFile, keysFile),
   ]);
   for (const p of [p1, p2]) {
-    if ((await waitFor(() => isReady(p), 5_000)) === undefined)
+    if ((await pollUntil(() => isReady(p), 5_000)) === undefined)
       throw new Error(`${p.name}: GET ${p.adminUrl}/readyz never answered 200`);
   }
   table(
@@ -339,7 +342,7 @@ async function partFailover(
   heading(`2. Failover: backend ${victimId} (pid ${victim.child.proc.pid}) killed with SIGKILL`);
   const preKill = new Map(d.clients.map((c) => [c.id, c.cookie]));
   victim.child.proc.kill('SIGKILL');
-  await exited(victim.child.proc);
+  await victim.child.exited;
   say(
     `${victimId} is gone (signal ${victim.child.proc.signalCode}); the same clients go on, ${REQUESTS_AFTER_KILL} requests each:`,
     '',
@@ -436,7 +439,7 @@ async function partAgreement(
   d.claims.enter('two proxies agree');
   heading('3. A second proxy process, same pool file and cookie keys: same decisions');
   // Both proxies must see the dead endpoint as down before their re-pins can be compared.
-  const down = await waitFor(async () => {
+  const down = await pollUntil(async () => {
     const texts = await Promise.all([metricsText(d.p1), metricsText(d.p2)]);
     return texts.every(
       (t) =>
@@ -513,7 +516,7 @@ async function partClientIp(d: Demo): Promise<void> {
       agents.push(agent);
       const one = async (baseUrl: string): Promise<Reply[]> => {
         const rs: Reply[] = [];
-        for (let i = 0; i < n; i++) rs.push(await httpGet(`${baseUrl}/cart`, agent));
+        for (let i = 0; i < n; i++) rs.push(await getReply(`${baseUrl}/cart`, agent));
         return rs;
       };
       const [r1, r2] = await Promise.all([one(d.p1.url), one(d.p2.url)]);
@@ -582,7 +585,7 @@ async function partDraining(
   heading('5. Draining: pinned clients stay, new clients go elsewhere');
   const revived = await startBackend(children, victim.id, victim.port);
   d.backends.set(victim.id, revived);
-  const healthy = await waitFor(async () => {
+  const healthy = await pollUntil(async () => {
     const texts = await Promise.all([metricsText(d.p1), metricsText(d.p2)]);
     return texts.every((t) => metricSum(t, 'tether_proxy_endpoint_healthy', { endpoint: victim.id }) === 1);
   }, 5_000);

@@ -1,10 +1,12 @@
 /**
- * Preloaded into each demo proxy (`node --import ./demo/exit-with-parent.ts
- * bin/tether-proxy.js …`): the demo holds the proxy's stdin open, and when it
- * closes, because the demo exited in any way, SIGKILL included, the proxy
- * gets a SIGTERM and stops through its own graceful shutdown. Without this
- * a demo killed with SIGKILL would leave proxies running. The proxy's code
- * is untouched; this only reads stdin, which the proxy never uses.
+ * Preloaded into a `tether-proxy` that must not outlive the process that
+ * started it (`node --import <this file> bin/tether-proxy.js …`; see
+ * `exitWithParent` in `tether-proxy-process.ts`). The parent holds the
+ * proxy's stdin open (`stdin: 'pipe'`); when it closes, because the parent
+ * exited in any way, SIGKILL included, the proxy gets a SIGTERM and stops
+ * through its own graceful shutdown. Without this a parent killed with
+ * SIGKILL would leave proxies running. The proxy's code is untouched; this
+ * only reads stdin, which the proxy never uses.
  */
 process.stdin.on('end', () => process.kill(process.pid, 'SIGTERM'));
 process.stdin.on('error', () => process.kill(process.pid, 'SIGTERM'));

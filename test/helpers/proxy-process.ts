@@ -1,19 +1,25 @@
 /**
  * Runs the real `tether-proxy` as a child process (the same bin users run)
- * and a small HTTP client with a cookie jar, for integration tests.
+ * and a small HTTP client with a cookie jar, for integration tests. The
+ * process plumbing is `tools/`'s, shared with the demo and the bench.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
+import { ChildProcesses } from '../../tools/child-processes.ts';
+import { httpGet, setCookiePairs } from '../../tools/http-get.ts';
+import { pollUntil } from '../../tools/poll.ts';
+import { PROXY_BIN, REPO_ROOT, startTetherProxy } from '../../tools/tether-proxy-process.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-export const NODE = join(ROOT, 'node_modules/.bin/node');
-export const PROXY_BIN = join(ROOT, 'bin/tether-proxy.js');
+export { PROXY_BIN };
+export const NODE = join(REPO_ROOT, 'node_modules/.bin/node');
+
+/** How long {@link ProxyProcess.stop} waits after its signal before SIGKILL, ms. */
+const STOP_GRACE_MS = 10_000;
 
 export interface ProxyProcess {
   readonly child: ChildProcess;
@@ -29,10 +35,8 @@ export interface ProxyProcess {
 }
 
 // A test runner that dies mid-test skips afterAll: kill our proxies on the way out anyway.
-const live = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const c of live) c.kill('SIGKILL');
-});
+const children = new ChildProcesses();
+process.once('exit', () => children.killAllNow());
 
 /** A scratch directory, removed by {@link Scratch.cleanup}. */
 export interface Scratch {
@@ -80,60 +84,19 @@ export function poolYaml(
  * Starts the proxy and waits until it logs that it listens.
  *
  * @param args - extra flags; `--listen` and `--admin-listen` default to port 0 on 127.0.0.1.
- * @throws {Error} when it exits or does not listen within 15 s, with its stderr.
+ * @throws {Error} when it exits (`exited with <code>`) or does not listen within 15 s, with its last stderr lines.
  */
 export async function startProxy(args: string[]): Promise<ProxyProcess> {
-  const full = [PROXY_BIN, ...args];
-  if (!args.includes('--listen')) full.push('--listen', '127.0.0.1:0');
-  if (!args.includes('--admin-listen')) full.push('--admin-listen', '127.0.0.1:0');
-  const child = spawn(NODE, full, { stdio: ['ignore', 'pipe', 'pipe'] });
-  live.add(child);
-  child.once('exit', () => live.delete(child));
-  const logs: string[] = [];
-  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-  let buf = '';
-  const listening = new Promise<{ listen: string; admin: string }>((res, rej) => {
-    const timer = setTimeout(
-      () => rej(new Error(`proxy did not listen in 15 s:\n${logs.join('\n')}`)),
-      15_000,
-    );
-    child.stderr?.on('data', (d: Buffer) => {
-      buf += d.toString('utf8');
-      let nl = buf.indexOf('\n');
-      while (nl >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        logs.push(line);
-        if (line.includes('"tether-proxy listening"')) {
-          clearTimeout(timer);
-          res(JSON.parse(line) as { listen: string; admin: string });
-        }
-        nl = buf.indexOf('\n');
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      rej(new Error(`proxy exited with ${code} before listening:\n${logs.join('\n')}${buf}`));
-    });
-  });
-  const { listen, admin } = await listening;
-  const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
-  const adminPort = Number(admin.slice(admin.lastIndexOf(':') + 1));
+  const p = await startTetherProxy(children, { args, node: NODE, timeoutMs: 15_000 });
   return {
-    child,
-    port,
-    adminPort,
-    url: `http://127.0.0.1:${port}`,
-    adminUrl: `http://127.0.0.1:${adminPort}`,
-    logs,
-    exited,
-    stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
+    child: p.child.proc,
+    port: p.port,
+    adminPort: p.adminPort,
+    url: p.url,
+    adminUrl: p.adminUrl,
+    logs: p.logs,
+    exited: p.child.exited.then((s) => s.code),
+    stop: async (signal = 'SIGTERM') => (await p.stop(STOP_GRACE_MS, signal)).code,
   };
 }
 
@@ -143,38 +106,6 @@ export interface Reply {
   text: string;
   /** `endpoint` of a test backend's JSON answer, when there is one. */
   endpoint: string | undefined;
-}
-
-/**
- * A request from a given local source address (127.0.0.x), for ClientIP
- * tests. node:http, since undici's Agent ignores `connect.localAddress`.
- */
-function requestFrom(
-  url: string,
-  localAddress: string,
-  opts: { headers?: Record<string, string>; method?: string; body?: string },
-): Promise<{ status: number; headers: Reply['headers']; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      url,
-      { method: opts.method ?? 'GET', headers: opts.headers, localAddress, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            text: Buffer.concat(chunks).toString('utf8'),
-          }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
-    req.on('error', reject);
-    req.end(opts.body);
-  });
 }
 
 /** One request; never throws on an HTTP status. */
@@ -195,7 +126,9 @@ export async function get(
     headers = res.headers;
     text = await res.body.text();
   } else {
-    ({ status, headers, text } = await requestFrom(url, opts.from, opts));
+    // node:http, since undici's Agent ignores `connect.localAddress`.
+    const res = await httpGet(url, { ...opts, localAddress: opts.from, timeoutMs: 10_000 });
+    ({ status, headers, body: text } = res);
   }
   let endpoint: string | undefined;
   try {
@@ -216,12 +149,8 @@ export class Client {
     const cookie = [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ');
     const r = await get(url, { headers: cookie === '' ? headers : { ...headers, cookie } });
     const sc = r.headers['set-cookie'];
-    for (const line of sc === undefined ? [] : Array.isArray(sc) ? sc : [sc]) {
-      this.setCookies.push(line);
-      const [pair] = line.split(';');
-      const eq = (pair as string).indexOf('=');
-      this.jar.set((pair as string).slice(0, eq).trim(), (pair as string).slice(eq + 1).trim());
-    }
+    this.setCookies.push(...(sc === undefined ? [] : Array.isArray(sc) ? sc : [sc]));
+    for (const [name, value] of setCookiePairs(sc)) this.jar.set(name, value);
     return r;
   }
 }
@@ -232,12 +161,8 @@ export async function waitFor(
   ms = 5_000,
   what = 'condition',
 ): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+  if ((await pollUntil(fn, ms, 50)) === undefined)
+    throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
 
 /** The routing table revision the proxy serves, via its admin API. */
