@@ -87,7 +87,8 @@ export function poolYaml(
  * @throws {Error} when it exits (`exited with <code>`) or does not listen within 15 s, with its last stderr lines.
  */
 export async function startProxy(args: string[]): Promise<ProxyProcess> {
-  const p = await startTetherProxy(children, { args, node: NODE, timeoutMs: 15_000 });
+  // exitWithParent: a vitest worker killed mid-test skips afterAll and exit hooks alike.
+  const p = await startTetherProxy(children, { args, node: NODE, timeoutMs: 15_000, exitWithParent: true });
   return {
     child: p.child.proc,
     port: p.port,
