@@ -456,6 +456,33 @@ class Bench {
     }
   }
 
+  /** The floor: a bare undici forwarder (see bare-forwarder.ts), round robin, no affinity. */
+  async bareForwarder(backends: BenchBackend[]): Promise<void> {
+    const port = await freePort();
+    const [cmd, args] = pinned(this.s.pin?.server, process.execPath, [
+      join(REPO, 'bench/bare-forwarder.ts'),
+      String(port),
+      ...backends.map((b) => String(b.port)),
+    ]);
+    const bare = this.children.spawn('bare-forwarder', cmd, args, { cwd: REPO });
+    const url = `http://127.0.0.1:${port}/`;
+    await waitFor(
+      `bare forwarder on 127.0.0.1:${port}`,
+      () => expectBackendAnswer('bare forwarder', url, backends),
+      10_000,
+      bare,
+    );
+    await this.measure(
+      'bare-forwarder',
+      'undici forwarder, bare',
+      'node:http + undici Pool.dispatch, round robin: no affinity, cookie, metrics or health (the floor under Tether)',
+      url,
+      [],
+      bare,
+    );
+    await this.children.stop(bare);
+  }
+
   async haproxy(backends: BenchBackend[]): Promise<void> {
     const port = await freePort();
     const cfg = join(this.dir, 'haproxy.cfg');
@@ -556,6 +583,9 @@ function ratios(runs: RunRecord[]): Ratio[] {
     { name: 'tether/direct, new pin', value: div(rps('tether-new'), rps('direct')) },
     { name: 'tether/direct, pinned', value: div(rps('tether-pinned'), rps('direct')) },
     { name: 'haproxy/direct, new pin', value: div(rps('haproxy-new'), rps('direct')) },
+    { name: 'tether/bare forwarder, new pin', value: div(rps('tether-new'), rps('bare-forwarder')) },
+    { name: 'tether/bare forwarder, pinned', value: div(rps('tether-pinned'), rps('bare-forwarder')) },
+    { name: 'bare forwarder/haproxy', value: div(rps('bare-forwarder'), rps('haproxy-new')) },
     vsHaproxy('tether/haproxy, new pin', div(rps('tether-new'), rps('haproxy-new'))),
     vsHaproxy('tether/haproxy, pinned', div(rps('tether-pinned'), rps('haproxy-pinned'))),
   ];
@@ -599,9 +629,9 @@ async function main(): Promise<number> {
     bench.children.killAllNow();
     rmSync(bench.dir, { recursive: true, force: true });
   });
-  // Five targets, each a warm-up and up to 1 + retries measurements after a
+  // Six targets, each a warm-up and up to 1 + retries measurements after a
   // wait for quiet, plus start-up and checks.
-  const budgetS = 5 * (s.warmupS + (1 + s.retries) * (s.durationS + QUIET_WAIT_MS / 1000 + 1)) + 45;
+  const budgetS = 6 * (s.warmupS + (1 + s.retries) * (s.durationS + QUIET_WAIT_MS / 1000 + 1)) + 45;
   setTimeout(() => bail(1, `the run took longer than its ${budgetS} s budget`), budgetS * 1000).unref();
 
   const pinText =
@@ -617,6 +647,7 @@ async function main(): Promise<number> {
   try {
     const backends = await bench.startBackends();
     await bench.direct(backends);
+    await bench.bareForwarder(backends);
     await bench.tether(backends);
     await bench.haproxy(backends);
   } catch (err) {
@@ -665,7 +696,7 @@ async function main(): Promise<number> {
       r.floorMet === undefined
         ? ''
         : `  floor ${FLOOR}: ${r.floorMet ? 'met' : 'NOT met'}, aim ${AIM}: ${r.aimMet ? 'met' : 'not met'}`;
-    process.stdout.write(`    ${r.name.padEnd(24)} ${v.padStart(5)}${verdict}\n`);
+    process.stdout.write(`    ${r.name.padEnd(30)} ${v.padStart(5)}${verdict}\n`);
   }
   const bad = runs.filter((r) => !r.ok);
   for (const r of bad)
