@@ -13,7 +13,7 @@ import type { Dispatcher } from 'undici';
 import { classifyUpstreamError, isConnectError, statusForError, TetherError } from './errors.ts';
 import { codeClass, type ProxyMetrics } from './metrics.ts';
 import { clientIpKey, findCookieValues, headerKey, resolveClientAddress } from './routing/affinity-key.ts';
-import type { CompiledTable } from './routing/compiled-table.ts';
+import type { CompiledEndpoint, CompiledTable } from './routing/compiled-table.ts';
 import { encodeAffinityCookie, SESSION_ID_BYTES } from './routing/cookie-codec.ts';
 import { buildUpstreamHeaders, type Hop, isHttps } from './routing/forwarded-headers.ts';
 import { cidrContains, parseIp } from './routing/ip.ts';
@@ -164,7 +164,7 @@ export class ProxyServer {
       this.inflightRequests--;
       if (!res.writableFinished) exchange.controller?.abort(new Error('client went away'));
     });
-    this.forward(table, req, res, decision, 0, exchange);
+    this.forward(table, req, res, decision, decision.endpoint, 0, exchange);
   }
 
   /** The affinity decision for a request, by the table's affinity type. */
@@ -212,19 +212,10 @@ export class ProxyServer {
     req: IncomingMessage,
     res: ServerResponse,
     decision: Decision,
+    ep: CompiledEndpoint,
     attempt: number,
     exchange: Exchange,
   ): void {
-    const ep = decision.endpoint;
-    if (ep === undefined) {
-      this.fail(
-        res,
-        table,
-        undefined,
-        new TetherError('TETHER_NO_ENDPOINT', `no endpoint of pool ${table.pool} left to redispatch to`),
-      );
-      return;
-    }
     const rt = this.o.upstreams.at(ep.index);
     const hasBody =
       req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
@@ -302,7 +293,7 @@ export class ProxyServer {
             }
             this.o.metrics.redispatches.inc({ pool: table.pool });
             this.o.metrics.countDecision(table.pool, next.outcome, next.reason);
-            this.forward(table, req, res, next, 1, exchange);
+            this.forward(table, req, res, next, next.endpoint, 1, exchange);
             return;
           }
           this.fail(res, table, ep.id, classifyUpstreamError(err));
