@@ -10,9 +10,8 @@
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for bad flags or
  * an unusable first config, 1 for anything else.
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
@@ -20,10 +19,9 @@ import { createAdminServer } from './admin-server.ts';
 import { parseDuration } from './api/duration.ts';
 import { durationSchema } from './api/pool-spec.ts';
 import { ephemeralKey, loadCookieKeys } from './cookie-keys.ts';
-import { TetherError } from './errors.ts';
 import { watchFile } from './file-watch.ts';
 import { ProxyMetrics } from './metrics.ts';
-import { loadPoolFile } from './pool-file.ts';
+import { PoolFileSource } from './pool-file.ts';
 import { ProxyServer } from './proxy-server.ts';
 import { TableStore } from './table-store.ts';
 import { Upstreams } from './upstreams.ts';
@@ -183,42 +181,22 @@ export async function main(argv: string[]): Promise<void> {
   });
 
   // The pool file: loaded before listening, so the first request already has a table.
-  const configPath = flags.config === undefined ? undefined : resolve(flags.config);
-  let lastConfigDigest = '';
-  const reloadConfig = async (first: boolean): Promise<void> => {
-    if (configPath === undefined) return;
-    let text: string;
-    try {
-      text = await readFile(configPath, 'utf8');
-    } catch (err) {
-      if (first) die(`--config ${configPath}: ${(err as Error).message}`);
-      log('error', 'pool file unreadable; the last good table keeps serving', {
-        file: configPath,
-        error: (err as Error).message,
-      });
-      metrics.tableRejections.inc({ source: 'file', reason: 'invalid' });
-      return;
-    }
-    const digest = createHash('sha256').update(text).digest('hex');
-    if (digest === lastConfigDigest) return;
-    lastConfigDigest = digest;
-    try {
-      const table = await loadPoolFile(configPath, (store.current?.revision ?? 0) + 1);
-      const result = store.offer(table, 'file');
-      if (!result.accepted) throw new TetherError('TETHER_STALE_REVISION', result.message);
-    } catch (err) {
-      if (first) die(`--config ${configPath}: ${(err as Error).message}`);
-      metrics.tableRejections.inc({ source: 'file', reason: 'invalid' });
-      log('error', 'pool file rejected; the last good table keeps serving', {
-        file: configPath,
-        revision: store.current?.revision,
-        error: (err as Error).message,
-      });
-    }
+  const poolFile = flags.config === undefined ? undefined : new PoolFileSource(resolve(flags.config), store);
+  const reloadConfig = async (): Promise<void> => {
+    const r = await poolFile?.reload();
+    if (r?.outcome !== 'rejected') return;
+    metrics.tableRejections.inc({ source: 'file', reason: 'invalid' });
+    log('error', 'pool file rejected; the last good table keeps serving', {
+      file: poolFile?.path,
+      revision: store.current?.revision,
+      error: r.error.message,
+    });
   };
-  await reloadConfig(true);
-
-  if (configPath !== undefined) watchFile(configPath, () => void reloadConfig(false));
+  if (poolFile !== undefined) {
+    const first = await poolFile.reload();
+    if (first.outcome === 'rejected') die(`--config ${poolFile.path}: ${first.error.message}`);
+    watchFile(poolFile.path, () => void reloadConfig());
+  }
   const reloadKeys = async (): Promise<void> => {
     if (keysFile === undefined) return;
     try {
@@ -230,8 +208,8 @@ export async function main(argv: string[]): Promise<void> {
   };
   if (keysFile !== undefined) watchFile(keysFile, () => void reloadKeys());
   process.on('SIGHUP', () => {
-    lastConfigDigest = '';
-    void reloadConfig(false);
+    poolFile?.forget();
+    void reloadConfig();
     void reloadKeys();
   });
 

@@ -2,6 +2,7 @@
  * The standalone proxy's pool file: a StickyBackendPool in YAML (or JSON)
  * with static `spec.backend.endpoints`, turned into a routing table.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
@@ -9,6 +10,7 @@ import { checkSpecDurations, stickyBackendPoolSchema } from './api/pool-spec.ts'
 import { buildRoutingTable, type RoutingTable } from './api/routing-table.ts';
 import { TetherError } from './errors.ts';
 import { proxySupportProblems } from './support.ts';
+import type { TableStore } from './table-store.ts';
 
 /**
  * Parses a pool file's text into a routing table.
@@ -37,19 +39,62 @@ export function parsePoolFile(text: string, revision: number): RoutingTable {
   return table;
 }
 
-/** Reads and parses a pool file. @throws {TetherError} `TETHER_INVALID_CONFIG`, also when unreadable. */
-export async function loadPoolFile(path: string, revision: number): Promise<RoutingTable> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new TetherError('TETHER_INVALID_CONFIG', `cannot read ${path}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  return parsePoolFile(text, revision);
-}
-
 function invalid(message: string): TetherError {
   return new TetherError('TETHER_INVALID_CONFIG', message);
+}
+
+/** What one reload of the pool file did. */
+export type ReloadResult = { outcome: 'swapped' | 'unchanged' } | { outcome: 'rejected'; error: TetherError };
+
+/**
+ * The pool file as a source of routing tables: each changed content becomes
+ * the next revision; content seen before (an editor's touch, a repeated
+ * watch event) is skipped, so a bad file is reported once, not per event.
+ */
+export class PoolFileSource {
+  readonly path: string;
+  private readonly store: TableStore;
+  private lastDigest = '';
+
+  constructor(path: string, store: TableStore) {
+    this.path = path;
+    this.store = store;
+  }
+
+  /**
+   * Reads the file once and, when its content changed, offers it to the
+   * store as the next revision. Never throws: a bad or unreadable file comes
+   * back as `rejected`, and the store keeps its table.
+   */
+  async reload(): Promise<ReloadResult> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (err) {
+      return {
+        outcome: 'rejected',
+        error: new TetherError(
+          'TETHER_INVALID_CONFIG',
+          `cannot read ${this.path}: ${(err as Error).message}`,
+          { cause: err },
+        ),
+      };
+    }
+    const digest = createHash('sha256').update(text).digest('hex');
+    if (digest === this.lastDigest) return { outcome: 'unchanged' };
+    this.lastDigest = digest;
+    try {
+      const result = this.store.offer(parsePoolFile(text, (this.store.current?.revision ?? 0) + 1), 'file');
+      if (!result.accepted)
+        return { outcome: 'rejected', error: new TetherError('TETHER_STALE_REVISION', result.message) };
+      return { outcome: result.changed ? 'swapped' : 'unchanged' };
+    } catch (err) {
+      return { outcome: 'rejected', error: err as TetherError };
+    }
+  }
+
+  /** Forgets the last content, so the next reload re-reads and re-offers it (SIGHUP). */
+  forget(): void {
+    this.lastDigest = '';
+  }
 }
