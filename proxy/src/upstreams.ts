@@ -66,7 +66,7 @@ export class Upstreams implements EndpointView {
     const before = this.table;
     const keep = new Set(table.endpoints.map((e) => e.origin));
     const keepIds = new Set(table.endpoints.map((e) => e.id));
-    const previousRuntimes = this.runtimes;
+    const previous = new Map(this.runtimes.map((r) => [r.endpoint.id, r]));
     this.runtimes = table.endpoints.map((e) => {
       let pool = this.pools.get(e.origin);
       if (pool === undefined) {
@@ -86,7 +86,7 @@ export class Upstreams implements EndpointView {
         health = new EndpointHealth();
         this.health.set(e.id, health);
       }
-      const old = previousRuntimes.find((r) => r.endpoint.id === e.id);
+      const old = previous.get(e.id);
       return { endpoint: e, pool, health, inflight: old?.inflight ?? 0 };
     });
     for (const [origin, pool] of this.pools) {
