@@ -5,7 +5,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { type Child, describeExit } from '../tools/child-processes.ts';
 import { pollUntil } from '../tools/poll.ts';
 
@@ -62,23 +61,6 @@ export async function waitFor<T>(
   throw new Error(
     `timed out after ${timeoutMs} ms waiting for ${what}${lastError && `: ${lastError}`}${out}`,
   );
-}
-
-/**
- * A loopback port free right now: the kernel picks it for a throw-away
- * listener. Another process could take it before we do; on a bench machine
- * that race is not worth more than a clear start-up error.
- */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Whether `command` can be run (looked up on PATH by a trial run of `args`). */

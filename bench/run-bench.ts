@@ -25,13 +25,13 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Child, ChildProcesses, parseJsonLine } from '../tools/child-processes.ts';
+import { freePort } from '../tools/free-port.ts';
 import { httpGet, setCookieValue } from '../tools/http-get.ts';
 import { startTetherProxy } from '../tools/tether-proxy-process.ts';
 import { type BenchBackend, haproxyConfig, nginxConfig, poolYaml } from './configs.ts';
 import {
   cpuSeconds,
   firstLineOf,
-  freePort,
   haveCommand,
   pinned,
   pinPrefix,

@@ -26,10 +26,10 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { request } from 'node:https';
-import { type AddressInfo, createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../tools/free-port.ts';
 
 /** Directory of this module (test/control-plane). */
 export const CONTROL_PLANE_DIR = dirname(fileURLToPath(import.meta.url));
@@ -166,17 +166,6 @@ export async function ensureBinaries(): Promise<void> {
   });
   const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
   if (code !== 0) throw new Error(`build.sh failed (exit ${code ?? signal})`);
-}
-
-/** Asks the kernel for a free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as AddressInfo;
-  srv.close();
-  await once(srv, 'close');
-  return port;
 }
 
 /** Result of a finished child process. */
