@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { stickyBackendPoolSchema } from './api/pool-spec.ts';
+import { buildRoutingTable, type RoutingTable } from './api/routing-table.ts';
+import { TableStore } from './table-store.ts';
+
+function table(revision: number, name = 'shop', ports = [1, 2]): RoutingTable {
+  const pool = stickyBackendPoolSchema.parse({
+    apiVersion: 'tether.dev/v1alpha1',
+    kind: 'StickyBackendPool',
+    metadata: { name },
+    spec: { backend: { endpoints: ports.map((port) => ({ name: `e${port}`, address: '127.0.0.1', port })) } },
+  });
+  return buildRoutingTable(pool, revision);
+}
+
+describe('TableStore.offer', () => {
+  it.each([
+    {
+      desc: 'first table',
+      first: undefined,
+      next: table(5),
+      source: 'admin',
+      want: { accepted: true, changed: true },
+    },
+    {
+      desc: 'newer revision',
+      first: table(5),
+      next: table(6, 'shop', [1]),
+      source: 'admin',
+      want: { accepted: true, changed: true },
+    },
+    {
+      desc: 'same revision, same content (a retry)',
+      first: table(5),
+      next: table(5),
+      source: 'admin',
+      want: { accepted: true, changed: false },
+    },
+    {
+      desc: 'same revision, other content',
+      first: table(5),
+      next: table(5, 'shop', [1]),
+      source: 'admin',
+      want: { accepted: false, reason: 'stale' },
+    },
+    {
+      desc: 'older revision',
+      first: table(5),
+      next: table(4),
+      source: 'admin',
+      want: { accepted: false, reason: 'stale' },
+    },
+    {
+      desc: 'another pool over the admin API',
+      first: table(5),
+      next: table(9, 'other'),
+      source: 'admin',
+      want: { accepted: false, reason: 'wrong_pool' },
+    },
+    {
+      desc: 'another pool from the pool file (renamed)',
+      first: table(5),
+      next: table(1, 'other'),
+      source: 'file',
+      want: { accepted: true, changed: true },
+    },
+  ] as const)('$desc', ({ first, next, source, want }) => {
+    const swaps: number[] = [];
+    const store = new TableStore((t) => swaps.push(t.revision));
+    if (first !== undefined) store.offer(first, 'admin');
+    const before = store.current;
+    const r = store.offer(next, source);
+    expect(r).toMatchObject(want);
+    if (r.accepted && r.changed) {
+      expect(store.current?.revision).toBe(next.revision);
+      expect(swaps.at(-1)).toBe(next.revision);
+    } else {
+      // Refused or unchanged: the table served is the very same object.
+      expect(store.current).toBe(before);
+    }
+  });
+});
