@@ -1,16 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { stickyBackendPoolSchema } from './api/pool-spec.ts';
-import { buildRoutingTable, type RoutingTable } from './api/routing-table.ts';
+import { testTable } from '../../test/helpers/pools.ts';
+import type { RoutingTable } from './api/routing-table.ts';
 import { TableStore } from './table-store.ts';
 
 function table(revision: number, name = 'shop', ports = [1, 2]): RoutingTable {
-  const pool = stickyBackendPoolSchema.parse({
-    apiVersion: 'tether.dev/v1alpha1',
-    kind: 'StickyBackendPool',
-    metadata: { name },
-    spec: { backend: { endpoints: ports.map((port) => ({ name: `e${port}`, address: '127.0.0.1', port })) } },
-  });
-  return buildRoutingTable(pool, revision);
+  return testTable(
+    revision,
+    ports.map((port) => ({ name: `e${port}`, port })),
+    {},
+    name,
+  );
 }
 
 describe('TableStore.offer', () => {

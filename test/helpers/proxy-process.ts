@@ -14,6 +14,7 @@ import { ChildProcesses } from '../../tools/child-processes.ts';
 import { httpGet, setCookiePairs } from '../../tools/http-get.ts';
 import { pollUntil } from '../../tools/poll.ts';
 import { PROXY_BIN, REPO_ROOT, startTetherProxy } from '../../tools/tether-proxy-process.ts';
+import { poolManifest, type TestEndpoint } from './pools.ts';
 
 export { PROXY_BIN };
 export const NODE = join(REPO_ROOT, 'node_modules/.bin/node');
@@ -63,21 +64,13 @@ export function newCookieKey(): string {
   return randomBytes(32).toString('base64');
 }
 
-/** A pool file's YAML for static endpoints on loopback. */
+/** A pool file's YAML for static endpoints on loopback (see {@link poolManifest}). */
 export function poolYaml(
-  endpoints: Array<{ name: string; port: number; draining?: boolean; weight?: number }>,
+  endpoints: readonly TestEndpoint[],
   spec: Record<string, unknown> = {},
   name = 'shop',
 ): string {
-  return stringify({
-    apiVersion: 'tether.dev/v1alpha1',
-    kind: 'StickyBackendPool',
-    metadata: { name, namespace: 'default' },
-    spec: {
-      backend: { endpoints: endpoints.map((e) => ({ address: '127.0.0.1', ...e })) },
-      ...spec,
-    },
-  });
+  return stringify(poolManifest(endpoints, spec, name));
 }
 
 /**

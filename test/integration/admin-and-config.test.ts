@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stickyBackendPoolSchema } from '../../proxy/src/api/pool-spec.ts';
-import { buildRoutingTable, type RoutingTable } from '../../proxy/src/api/routing-table.ts';
+import type { RoutingTable } from '../../proxy/src/api/routing-table.ts';
 import { type Backend, startBackends } from '../helpers/backends.ts';
+import { testTable } from '../helpers/pools.ts';
 import {
   get,
   type ProxyProcess,
@@ -19,19 +19,8 @@ let pushed: ProxyProcess;
 const TOKEN = 's3cret-token-for-tests';
 
 function tableOf(revision: number, ids: string[] = backends.map((b) => b.id)): RoutingTable {
-  const pool = stickyBackendPoolSchema.parse({
-    apiVersion: 'tether.dev/v1alpha1',
-    kind: 'StickyBackendPool',
-    metadata: { name: 'api', namespace: 'team' },
-    spec: {
-      backend: {
-        endpoints: backends
-          .filter((b) => ids.includes(b.id))
-          .map((b) => ({ name: b.id, address: '127.0.0.1', port: b.port })),
-      },
-    },
-  });
-  return buildRoutingTable(pool, revision);
+  const eps = backends.filter((b) => ids.includes(b.id)).map((b) => ({ name: b.id, port: b.port }));
+  return testTable(revision, eps, {}, 'team/api');
 }
 
 async function put(body: unknown, token: string | null = TOKEN, contentType = 'application/json') {

@@ -1,7 +1,6 @@
 import { createSecretKey } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { stickyBackendPoolSchema } from '../api/pool-spec.ts';
-import { buildRoutingTable } from '../api/routing-table.ts';
+import { type TestEndpoint, testTable } from '../../../test/helpers/pools.ts';
 import { type CompiledTable, compileTable } from './compiled-table.ts';
 import { decodeAffinityCookie, encodeAffinityCookie } from './cookie-codec.ts';
 import {
@@ -16,26 +15,13 @@ import { digest } from './rendezvous.ts';
 const keys = [createSecretKey(Buffer.alloc(32, 7))];
 const T0 = 1_800_000_000_000; // Unix ms
 
-function table(
-  spec: Record<string, unknown> = {},
-  endpoints?: Array<Record<string, unknown>>,
-): CompiledTable {
-  const pool = stickyBackendPoolSchema.parse({
-    apiVersion: 'tether.dev/v1alpha1',
-    kind: 'StickyBackendPool',
-    metadata: { name: 'shop' },
-    spec: {
-      backend: {
-        endpoints: endpoints ?? [
-          { name: 'a', address: '127.0.0.1', port: 1 },
-          { name: 'b', address: '127.0.0.1', port: 2 },
-          { name: 'c', address: '127.0.0.1', port: 3 },
-        ],
-      },
-      ...spec,
-    },
-  });
-  return compileTable(buildRoutingTable(pool, 1), undefined, T0);
+function table(spec: Record<string, unknown> = {}, endpoints?: TestEndpoint[]): CompiledTable {
+  const abc = [
+    { name: 'a', port: 1 },
+    { name: 'b', port: 2 },
+    { name: 'c', port: 3 },
+  ];
+  return compileTable(testTable(1, endpoints ?? abc, spec), undefined, T0);
 }
 
 /** A test double of the proxy's live endpoint state: the module under test is pure. */
