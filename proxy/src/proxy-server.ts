@@ -221,8 +221,7 @@ export class ProxyServer {
       req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     const body = hasBody ? new PassThrough() : null;
     const hop = this.hopOf(table, req);
-    const https = isHttps(hop, header(req, 'x-forwarded-proto'));
-    const setCookie = this.setCookieHeader(table, decision, https);
+    const setCookie = this.setCookieHeader(table, decision, hop, req);
     const started = performance.now();
     rt.inflight++;
     let finished = false;
@@ -316,10 +315,15 @@ export class ProxyServer {
   }
 
   /** The Set-Cookie value a decision calls for, or undefined. */
-  private setCookieHeader(table: CompiledTable, decision: Decision, https: boolean): string | undefined {
+  private setCookieHeader(
+    table: CompiledTable,
+    decision: Decision,
+    hop: Hop,
+    req: IncomingMessage,
+  ): string | undefined {
     if (decision.setCookie === undefined) return undefined;
     const value = encodeAffinityCookie(decision.setCookie, this.o.cookieKeys(), table.pool);
-    return formatSetCookie(table.cookie, value, https);
+    return formatSetCookie(table.cookie, value, isHttps(hop, header(req, 'x-forwarded-proto')));
   }
 
   /** The hop a request came over; the peer is parsed only when the pool trusts proxies. */
@@ -389,11 +393,7 @@ export class ProxyServer {
       refuse(503, 'Service Unavailable');
       return;
     }
-    const setCookie = this.setCookieHeader(
-      table,
-      decision,
-      isHttps(this.hopOf(table, req), header(req, 'x-forwarded-proto')),
-    );
+    const setCookie = this.setCookieHeader(table, decision, this.hopOf(table, req), req);
     if (setCookie !== undefined) this.wsCookies.set(req, setCookie);
     const rt: EndpointRuntime = this.o.upstreams.at(ep.index);
     rt.inflight++;

@@ -49,8 +49,8 @@ export class Upstreams implements EndpointView {
     return this.runtimes[index] as EndpointRuntime;
   }
 
-  isHealthy(index: number): boolean {
-    return (this.runtimes[index] as EndpointRuntime).health.isHealthy(Date.now());
+  isHealthy(index: number, nowMs: number): boolean {
+    return (this.runtimes[index] as EndpointRuntime).health.isHealthy(nowMs);
   }
 
   inflight(index: number): number {

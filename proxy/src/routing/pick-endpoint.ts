@@ -20,8 +20,8 @@ import { type Digest, digest, pickTop, rank } from './rendezvous.ts';
 
 /** What the shell knows of each endpoint now, by {@link CompiledEndpoint.index}. */
 export interface EndpointView {
-  /** Passive and active health both pass. */
-  isHealthy(index: number): boolean;
+  /** Passive and active health both pass at `nowMs` (Unix ms, the decision's clock). */
+  isHealthy(index: number, nowMs: number): boolean;
   /** Requests in flight to the endpoint from this proxy. */
   inflight(index: number): number;
 }
@@ -80,7 +80,7 @@ export function keepsPin(
   view: EndpointView,
   nowMs: number,
 ): PinReason {
-  if (!view.isHealthy(e.index)) return 'unhealthy';
+  if (!view.isHealthy(e.index, nowMs)) return 'unhealthy';
   if (e.draining && (!table.drainKeepsSessions || nowMs - e.drainingSinceMs >= table.drainTimeoutMs))
     return 'draining';
   return 'none';
@@ -107,7 +107,7 @@ export function chooseEndpoint(
 ): CompiledEndpoint | undefined {
   const eps = table.endpoints;
   const ready = (i: number): boolean =>
-    i !== exclude && !(eps[i] as CompiledEndpoint).draining && view.isHealthy(i);
+    i !== exclude && !(eps[i] as CompiledEndpoint).draining && view.isHealthy(i, nowMs);
   let chosen: number;
   if (table.balanceFactor > 0) {
     const order = rank(key, eps, ready);
