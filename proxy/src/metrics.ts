@@ -5,7 +5,12 @@
  * an endpoint's series are removed when it leaves the routing table.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { AffinityOutcome, PinReason } from './routing/pick-endpoint.ts';
+import {
+  AFFINITY_OUTCOMES,
+  type AffinityOutcome,
+  PIN_REASONS,
+  type PinReason,
+} from './routing/pick-endpoint.ts';
 
 /** Status classes a request is counted under; `error` is a request the proxy answered itself. */
 export const CODE_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
@@ -114,17 +119,8 @@ export class ProxyMetrics {
     this.tableRevision.remove({ pool });
     this.openWebSockets.remove({ pool });
     this.redispatches.remove({ pool });
-    for (const outcome of ['hit', 'new', 'repin']) {
-      for (const reason of [
-        'none',
-        'missing',
-        'invalid',
-        'expired',
-        'unhealthy',
-        'draining',
-        'removed',
-        'redispatch',
-      ]) {
+    for (const outcome of AFFINITY_OUTCOMES) {
+      for (const reason of PIN_REASONS) {
         this.affinity.remove({ pool, outcome, reason });
       }
     }

@@ -26,7 +26,9 @@ export interface EndpointView {
   inflight(index: number): number;
 }
 
-export type AffinityOutcome = 'hit' | 'new' | 'repin';
+/** Every affinity outcome; metrics enumerate their series from it. */
+export const AFFINITY_OUTCOMES = ['hit', 'new', 'repin'] as const;
+export type AffinityOutcome = (typeof AFFINITY_OUTCOMES)[number];
 
 /**
  * Why a pin was made or moved. `missing`: the request carried no affinity key
@@ -36,15 +38,17 @@ export type AffinityOutcome = 'hit' | 'new' | 'repin';
  * (or draining without keepSessions); `removed`: pinned endpoint no longer
  * in the table; `redispatch`: the connection to it just failed.
  */
-export type PinReason =
-  | 'none'
-  | 'missing'
-  | 'invalid'
-  | 'expired'
-  | 'unhealthy'
-  | 'draining'
-  | 'removed'
-  | 'redispatch';
+export const PIN_REASONS = [
+  'none',
+  'missing',
+  'invalid',
+  'expired',
+  'unhealthy',
+  'draining',
+  'removed',
+  'redispatch',
+] as const;
+export type PinReason = (typeof PIN_REASONS)[number];
 
 export interface Decision {
   /** Undefined: no endpoint can take the request (503). */
