@@ -9,7 +9,6 @@ import {
   drainingSchema,
   healthCheckSchema,
   type PoolSpec,
-  poolSpecSchema,
   type StickyBackendPool,
 } from './pool-spec.ts';
 
@@ -98,5 +97,3 @@ export function buildRoutingTable(pool: StickyBackendPool, revision: number): Ro
     ...(spec.balanceFactor === undefined ? {} : { balanceFactor: spec.balanceFactor }),
   });
 }
-
-export { poolSpecSchema };

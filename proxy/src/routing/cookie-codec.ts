@@ -111,12 +111,6 @@ export function endpointTag(pool: string, endpointId: string): string {
     .toString('base64url');
 }
 
-/** Base64url of 12 bytes, for a new session id. */
-export function sessionIdFromBytes(bytes: Uint8Array): string {
-  if (bytes.length !== SID_BYTES) throw new RangeError(`a session id is ${SID_BYTES} bytes`);
-  return Buffer.from(bytes).toString('base64url');
-}
-
 export const SESSION_ID_BYTES = SID_BYTES;
 
 function mac(key: KeyObject, pool: string, body: Buffer): Buffer {
