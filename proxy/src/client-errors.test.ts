@@ -63,6 +63,17 @@ describe('refusalForRequest', () => {
   ])('$desc → $want', ({ version, url, want }) => {
     expect(refusalForRequest(version, url)?.status).toBe(want);
   });
+
+  it.each([
+    { desc: 'chunked', version: '1.1', te: 'chunked', want: undefined },
+    { desc: 'gzip, chunked', version: '1.1', te: 'gzip, Chunked ', want: undefined },
+    { desc: 'gzip alone', version: '1.1', te: 'gzip', want: 400 },
+    { desc: 'chunked, gzip', version: '1.1', te: 'chunked, gzip', want: 400 },
+    { desc: 'empty', version: '1.1', te: '', want: 400 },
+    { desc: 'chunked in HTTP/1.0', version: '1.0', te: 'chunked', want: 400 },
+  ])('Transfer-Encoding: $desc → $want', ({ version, te, want }) => {
+    expect(refusalForRequest(version, '/', te)?.status).toBe(want);
+  });
 });
 
 describe('formatRefusal', () => {

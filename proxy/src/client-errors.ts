@@ -80,12 +80,26 @@ function requestLineOverflowed(raw: Buffer | undefined): boolean {
  * - A target not in origin form (`http://host/…` or `*`): 400. Absolute
  *   form is for forward proxies; a reverse proxy that accepted it would have
  *   two hosts to choose from.
+ * - A `Transfer-Encoding` whose last coding is not `chunked`, or any in an
+ *   HTTP/1.0 request: 400, as RFC 9112 §6.3 requires (the body's length
+ *   cannot be known). Node's parser refuses these too, but only after it
+ *   has handed the request over, which would forward its head.
+ *
+ * @param transferEncoding - the request's `Transfer-Encoding` value, if any.
  */
-export function refusalForRequest(httpVersion: string, url: string | undefined): Refusal | undefined {
+export function refusalForRequest(
+  httpVersion: string,
+  url: string | undefined,
+  transferEncoding?: string,
+): Refusal | undefined {
   if (httpVersion !== '1.1' && httpVersion !== '1.0') return { status: 505, code: 'TETHER_HTTP_VERSION' };
   const target = url ?? '';
   if (target.length > MAX_REQUEST_TARGET_LENGTH) return { status: 414, code: 'TETHER_URI_TOO_LONG' };
   if (!target.startsWith('/')) return { status: 400, code: 'TETHER_BAD_REQUEST_TARGET' };
+  if (transferEncoding !== undefined) {
+    const last = transferEncoding.split(',').at(-1)?.trim().toLowerCase();
+    if (httpVersion === '1.0' || last !== 'chunked') return { status: 400, code: 'TETHER_BAD_FRAMING' };
+  }
   return undefined;
 }
 

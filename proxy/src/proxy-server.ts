@@ -246,6 +246,14 @@ export class ProxyServer {
         answer();
         return;
       }
+      if (!res.req.complete && !res.writableEnded) {
+        // The error is in the body of the very request being answered: it can
+        // never be complete, so its exchange ends here (the upstream request is
+        // aborted when the socket closes).
+        if (res.headersSent) socket.destroy();
+        else answer();
+        return;
+      }
       // Node hands the socket to the next queued response in its own 'finish' listener, which runs first.
       res.once('close', () => setImmediate(whenIdle));
     };
@@ -259,7 +267,7 @@ export class ProxyServer {
       req.resume();
       return;
     }
-    const refusal = refusalForRequest(req.httpVersion, req.url);
+    const refusal = refusalForRequest(req.httpVersion, req.url, header(req, 'transfer-encoding'));
     if (refusal !== undefined) {
       this.refuseRequest(res, refusal);
       return;
