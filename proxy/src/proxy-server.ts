@@ -137,6 +137,11 @@ export class ProxyServer {
     this.server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) =>
       this.onClientError(err, socket),
     );
+    // CONNECT is for forward proxies; without a listener Node would drop the connection unanswered.
+    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+      socket.on('error', () => socket.destroy());
+      socket.end(formatRefusal({ status: 400, code: 'TETHER_BAD_REQUEST_TARGET' }));
+    });
     // http-proxy-3 builds the endpoint's request from req.headers; ours, built by
     // the same rules as plain HTTP, replace them before a byte is written. Its
     // 'upgrade' listener writes the 101 from the endpoint's headers; ours, added

@@ -242,6 +242,11 @@ describe('odd framing is refused before it reaches an endpoint', () => {
       req: 'GET http://evil.example/ HTTP/1.1\r\nHost: x\r\n\r\n',
       want: 400,
     },
+    {
+      desc: 'a CONNECT (authority-form target)',
+      req: 'CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n',
+      want: 400,
+    },
     { desc: 'an asterisk-form target', req: 'OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n', want: 400 },
     { desc: 'HTTP/2.0 in an HTTP/1 request line', req: 'GET / HTTP/2.0\r\nHost: x\r\n\r\n', want: 505 },
     { desc: 'an HTTP/0.9 request', req: 'GET /\r\n\r\n', want: 505 },
