@@ -647,7 +647,11 @@ export class ProxyServer {
         s.once('connect', awaitAnswer);
       } else awaitAnswer();
     });
-    proxyReq.once('response', stop);
+    // An endpoint refusing the upgrade answers in plain HTTP; http-proxy-3 relays it as is, so strip it first.
+    proxyReq.once('response', (res: IncomingMessage) => {
+      stop();
+      stripResponseHopHeaders(res.headers);
+    });
     proxyReq.once('close', stop);
     proxyReq.once('upgrade', (proxyRes: IncomingMessage) => {
       stop();

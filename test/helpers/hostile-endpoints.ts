@@ -12,7 +12,7 @@ import { connect, type Socket } from 'node:net';
 import { NODE } from './proxy-process.ts';
 
 /** What the WebSocket endpoint does with a handshake. */
-export type WsMode = 'answer' | 'silent' | 'reset-after-upgrade';
+export type WsMode = 'answer' | 'silent' | 'reset-after-upgrade' | 'refuse';
 
 export interface WsEndpoint {
   readonly port: number;
@@ -28,7 +28,8 @@ export interface WsEndpoint {
  * A WebSocket endpoint on 127.0.0.1: in `answer` mode it sends a 101 and one
  * text frame `hello`, then echoes nothing; `silent` accepts the handshake
  * and never answers; `reset-after-upgrade` sends the 101 and the frame, then
- * resets the connection 100 ms later.
+ * resets the connection 100 ms later; `refuse` answers 403 with a header it
+ * names in Connection.
  */
 export async function startWsEndpoint(): Promise<WsEndpoint> {
   const sockets = new Set<Socket>();
@@ -51,6 +52,12 @@ export async function startWsEndpoint(): Promise<WsEndpoint> {
     ep.seen.push(req.headers);
     socket.on('error', () => {});
     if (ep.mode === 'silent') return;
+    if (ep.mode === 'refuse') {
+      socket.end(
+        'HTTP/1.1 403 Forbidden\r\nConnection: X-Secret\r\nX-Secret: internal\r\nContent-Length: 7\r\n\r\nrefused',
+      );
+      return;
+    }
     const key = String(req.headers['sec-websocket-key']);
     const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
     socket.write(

@@ -106,6 +106,20 @@ describe('WebSocket handshake headers', () => {
     });
   });
 
+  it('an endpoint refusing the upgrade in plain HTTP: its answer reaches the client without the headers it named in Connection', async () => {
+    await withProxy([{ name: 'ws', port: ws.port }], [], async (p) => {
+      ws.mode = 'refuse';
+      try {
+        const r = await rawExchange(p.port, upgradeRequest());
+        expect(r.responses[0]?.status).toBe(403);
+        expect(r.responses[0]?.body.toString()).toBe('refused');
+        expect(r.responses[0]?.headers['x-secret']).toBeUndefined();
+      } finally {
+        ws.mode = 'answer';
+      }
+    });
+  });
+
   it.each([
     { desc: 'a POST with Upgrade: websocket', req: upgradeRequest('/ws', [], 'POST'), want: 400 },
     {
