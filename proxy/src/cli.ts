@@ -6,6 +6,8 @@
  *                  [--admin-listen 127.0.0.1:9901] [--admin-token-file F]
  *                  [--cookie-keys-file F] [--connect-timeout 5s]
  *                  [--read-timeout 60s] [--shutdown-timeout 30s]
+ *                  [--tunnel-timeout 1h] [--client-header-timeout 60s]
+ *                  [--shutdown-idle-grace 1s]
  *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for bad flags or
  * an unusable first config, 1 for anything else.
@@ -29,6 +31,8 @@ import { Upstreams } from './upstreams.ts';
 const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--admin-listen HOST:PORT]
                     [--admin-token-file FILE] [--cookie-keys-file FILE]
                     [--connect-timeout DURATION] [--read-timeout DURATION] [--shutdown-timeout DURATION]
+                    [--tunnel-timeout DURATION] [--client-header-timeout DURATION]
+                    [--shutdown-idle-grace DURATION]
                     [--connections-per-endpoint N] [--log-level debug|info|warn|error]
 
   --config F                 StickyBackendPool YAML with spec.backend.endpoints; reloaded when it
@@ -39,9 +43,14 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
   --admin-token-file F       bearer token for PUT /v1/routing-table (re-read on every PUT)
   --cookie-keys-file F       one base64 key (32+ bytes) per line; the first signs, all verify.
                              Without it: a random key, and cookies die with the process.
-  --connect-timeout          TCP connect timeout to endpoints (default 5s)
-  --read-timeout             wait for response headers / between body chunks (default 60s)
+  --connect-timeout          TCP connect timeout to endpoints, WebSocket handshakes too (default 5s)
+  --read-timeout             wait for response headers / between body chunks, and for the
+                             answer to a WebSocket handshake (default 60s)
+  --tunnel-timeout           an open WebSocket with no byte either way is closed (default 1h; 0s: never)
+  --client-header-timeout    time a client has to send a request's headers; 408 after (default 60s)
   --shutdown-timeout         time in-flight requests get on SIGTERM (default 30s)
+  --shutdown-idle-grace      on SIGTERM, idle keep-alive connections stay open this long for
+                             requests already on their way, then close cleanly (default 1s)
   --connections-per-endpoint keep-alive connections per endpoint at most (default 128)
 `;
 
@@ -64,6 +73,11 @@ export const flagsSchema = z.object({
   'connect-timeout': durationSchema.default('5s'),
   'read-timeout': durationSchema.default('60s'),
   'shutdown-timeout': durationSchema.default('30s'),
+  'tunnel-timeout': durationSchema.default('1h'),
+  'client-header-timeout': durationSchema
+    .refine((d) => parseDuration(d) >= 100, 'at least 100ms')
+    .default('60s'),
+  'shutdown-idle-grace': durationSchema.default('1s'),
   'connections-per-endpoint': z.coerce.number().int().min(1).max(10_000).default(128),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
@@ -100,6 +114,9 @@ export async function main(argv: string[]): Promise<void> {
         'connect-timeout': { type: 'string' },
         'read-timeout': { type: 'string' },
         'shutdown-timeout': { type: 'string' },
+        'tunnel-timeout': { type: 'string' },
+        'client-header-timeout': { type: 'string' },
+        'shutdown-idle-grace': { type: 'string' },
         'connections-per-endpoint': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -171,7 +188,20 @@ export async function main(argv: string[]): Promise<void> {
     });
   });
   let shuttingDown = false;
-  const proxy = new ProxyServer({ store, upstreams, metrics, cookieKeys: () => cookieKeys, log });
+  const proxy = new ProxyServer({
+    store,
+    upstreams,
+    metrics,
+    cookieKeys: () => cookieKeys,
+    log,
+    limits: {
+      connectTimeoutMs: parseDuration(flags['connect-timeout']),
+      handshakeTimeoutMs: parseDuration(flags['read-timeout']),
+      tunnelIdleTimeoutMs: parseDuration(flags['tunnel-timeout']),
+      clientHeaderTimeoutMs: parseDuration(flags['client-header-timeout']),
+      shutdownIdleGraceMs: parseDuration(flags['shutdown-idle-grace']),
+    },
+  });
   const admin = createAdminServer({
     store,
     metrics,

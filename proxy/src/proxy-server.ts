@@ -6,32 +6,28 @@
 import { type KeyObject, randomBytes } from 'node:crypto';
 import type { ClientRequest, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
-import type { Socket } from 'node:net';
+import { Server as NetServer, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { Dispatcher } from 'undici';
+import { formatRefusal, type Refusal, refusalForClientError, refusalForRequest } from './client-errors.ts';
 import { classifyUpstreamError, isConnectError, statusForError, TetherError } from './errors.ts';
 import { codeClass, type ProxyMetrics } from './metrics.ts';
 import { clientIpKey, findCookieValues, headerKey, resolveClientAddress } from './routing/affinity-key.ts';
 import type { CompiledEndpoint, CompiledTable } from './routing/compiled-table.ts';
 import { encodeAffinityCookie, SESSION_ID_BYTES } from './routing/cookie-codec.ts';
-import { buildUpstreamHeaders, type Hop, isHttps } from './routing/forwarded-headers.ts';
+import {
+  buildUpstreamHeaders,
+  type Hop,
+  isHttps,
+  stripResponseHopHeaders,
+} from './routing/forwarded-headers.ts';
 import { cidrContains, parseIp } from './routing/ip.ts';
 import { type Decision, decideByCookie, decideByKey, redispatch } from './routing/pick-endpoint.ts';
 import { formatSetCookie } from './routing/set-cookie.ts';
 import type { TableStore } from './table-store.ts';
 import type { EndpointRuntime, Upstreams } from './upstreams.ts';
 
-/** Response headers never passed back: hop-by-hop; Node frames the body itself. */
-const DROP_RESPONSE = [
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'trailer',
-];
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 export interface ProxyServerOptions {
@@ -42,24 +38,90 @@ export interface ProxyServerOptions {
   cookieKeys: () => readonly KeyObject[];
   /** Log one line (JSON). */
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Timeouts of the listener and the WebSocket path; each defaults to {@link DEFAULT_LIMITS}. */
+  limits?: Partial<ProxyLimits>;
+}
+
+/** Timeouts of the listener and the WebSocket path, all in ms; cli.ts maps flags onto them. */
+export interface ProxyLimits {
+  /** TCP connect to an endpoint for a WebSocket handshake (HAProxy `timeout connect`, nginx `proxy_connect_timeout`). */
+  connectTimeoutMs: number;
+  /** From connect to the endpoint's answer to a handshake (nginx `proxy_read_timeout`, HAProxy `timeout server`). */
+  handshakeTimeoutMs: number;
+  /** An open tunnel with no byte either way is closed (HAProxy `timeout tunnel`; nginx `proxy_read_timeout`). */
+  tunnelIdleTimeoutMs: number;
+  /** Time a client has to send a request's headers: 408 after (nginx `client_header_timeout`, HAProxy `timeout http-request`). */
+  clientHeaderTimeoutMs: number;
+  /** On shutdown, how long idle keep-alive connections stay open for requests already on their way (HAProxy `close-spread-time`). */
+  shutdownIdleGraceMs: number;
+}
+
+/** The defaults of {@link ProxyLimits}; cli.ts's flag defaults are the same values. */
+export const DEFAULT_LIMITS: Readonly<ProxyLimits> = {
+  connectTimeoutMs: 5_000,
+  handshakeTimeoutMs: 60_000,
+  tunnelIdleTimeoutMs: 3_600_000,
+  clientHeaderTimeoutMs: 60_000,
+  shutdownIdleGraceMs: 1_000,
+};
+
+/**
+ * How long a connection the proxy closed on its side (FIN sent) is still read
+ * and discarded before it is cut, ms: closing a socket with unread bytes makes
+ * the kernel send a reset, and the client may lose the response it already
+ * has (nginx `lingering_close`, `lingering_timeout 5s`).
+ */
+const LINGER_MS = 2_000;
+
+/** Node's own `net.Server` close: http.Server's also destroys idle keep-alive connections at once (Node ≥ 19). */
+const closeListener = NetServer.prototype.close;
+
+/** A WebSocket handshake under way: what the hooks on http-proxy-3's request need. */
+interface Handshake {
+  /** The endpoint's request headers, built by {@link buildUpstreamHeaders}. */
+  readonly headers: string[];
+  readonly setCookie: string | undefined;
+  /** The 101 was received: the tunnel is open; errors no longer answer in HTTP. */
+  upgraded: boolean;
+  /** The client left before the 101: not the endpoint's fault. */
+  clientGone: boolean;
+}
+
+/** The response a socket is busy with, as Node tracks it (`socket._httpMessage`, documented under `clientError`). */
+function pendingResponse(socket: Socket): ServerResponse | null | undefined {
+  return (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
 }
 
 /** The proxy listener: an `http.Server` whose requests are routed by the current table. */
 export class ProxyServer {
   readonly server: Server;
   private readonly o: ProxyServerOptions;
-  private readonly wsProxy = createProxyServer({ ws: true, xfwd: true });
+  private readonly limits: ProxyLimits;
+  private readonly wsProxy = createProxyServer({ ws: true, xfwd: false });
   private readonly sockets = new Set<Socket>();
   private readonly webSockets = new Set<Socket>();
-  /** Set-Cookie owed to a WebSocket upgrade request, until its 101 is written. */
-  private readonly wsCookies = new WeakMap<IncomingMessage, string>();
+  /** WebSocket handshakes under way, until the endpoint answers. */
+  private readonly handshakes = new WeakMap<IncomingMessage, Handshake>();
+  /** Connections this proxy has sent its FIN on: still read, never answered. */
+  private readonly lingering = new WeakSet<Socket>();
+  /** Connections a client error was seen on: answered once, when their pending responses are done. */
+  private readonly clientErrored = new WeakSet<Socket>();
   private inflightRequests = 0;
   private closing = false;
 
   constructor(o: ProxyServerOptions) {
     this.o = o;
-    this.server = createServer({ keepAlive: true, requestTimeout: 300_000 }, (req, res) =>
-      this.handle(req, res),
+    this.limits = { ...DEFAULT_LIMITS, ...o.limits };
+    const headersTimeout = this.limits.clientHeaderTimeoutMs;
+    this.server = createServer(
+      {
+        keepAlive: true,
+        requestTimeout: Math.max(300_000, headersTimeout),
+        headersTimeout,
+        // Node checks both timeouts on this interval (30 s by default): half the header timeout keeps 408s near it.
+        connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(headersTimeout / 2))),
+      },
+      (req, res) => this.admit(req, res),
     );
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.handleUpgrade(req, socket, head),
@@ -72,25 +134,24 @@ export class ProxyServer {
         o.metrics.openConnections.dec();
       });
     });
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      // Malformed request lines and headers: answer 400 like nginx, never crash.
-      if (socket.writable && err.code !== 'ECONNRESET')
-        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      else socket.destroy();
+    this.server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) =>
+      this.onClientError(err, socket),
+    );
+    // CONNECT is for forward proxies; without a listener Node would drop the connection unanswered.
+    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+      socket.on('error', () => socket.destroy());
+      socket.end(formatRefusal({ status: 400, code: 'TETHER_BAD_REQUEST_TARGET' }));
     });
-    // A WebSocket's first request pins it like any other, so the 101 carries
-    // the cookie too. http-proxy-3 writes the 101 from the endpoint's headers
-    // in its own 'upgrade' listener; ours, added first, amends them.
-    this.wsProxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => {
-      const setCookie = this.wsCookies.get(req);
-      if (setCookie === undefined) return;
-      proxyReq.once('upgrade', (proxyRes: IncomingMessage) => {
-        const prior = proxyRes.headers['set-cookie'];
-        proxyRes.headers['set-cookie'] = prior === undefined ? [setCookie] : [...prior, setCookie];
-      });
+    // http-proxy-3 builds the endpoint's request from req.headers; ours, built by
+    // the same rules as plain HTTP, replace them before a byte is written. Its
+    // 'upgrade' listener writes the 101 from the endpoint's headers; ours, added
+    // first, amends them.
+    this.wsProxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage, socket: Socket) => {
+      const hs = this.handshakes.get(req);
+      if (hs !== undefined) this.prepareHandshake(proxyReq, socket, hs);
     });
     this.wsProxy.on('error', (err: Error, _req: unknown, target: unknown) => {
-      // http-proxy-3 reports WebSocket failures here; the socket is closed below.
+      // http-proxy-3 reports WebSocket failures here when no callback took them; the socket is closed below.
       const socket = target as Socket | undefined;
       if (socket && typeof socket.destroy === 'function') socket.destroy();
       o.log('warn', 'websocket proxy error', { error: err.message });
@@ -111,17 +172,40 @@ export class ProxyServer {
   }
 
   /**
-   * Graceful stop (nginx `quit`): stop accepting, let requests in flight
-   * finish for up to `timeoutMs`, then cut what is left, WebSockets included.
+   * Graceful stop (nginx `quit`, HAProxy soft-stop), in this order:
+   *
+   * 1. Stop accepting. Every response not yet started carries
+   *    `Connection: close`, so a busy connection closes after its response.
+   * 2. Idle keep-alive connections stay open for `shutdownIdleGraceMs`: a
+   *    request a client had already sent on one is answered (with
+   *    `Connection: close`) instead of meeting a reset.
+   * 3. Then each idle connection gets a FIN and is read until the client
+   *    closes (at most {@link LINGER_MS}): a request crossing the FIN is read
+   *    and dropped, so the client sees a clean close before any byte of a
+   *    response, which HTTP clients retry (RFC 9112 §9.3.1), never a reset.
+   * 4. At `timeoutMs`, whatever is left is cut, WebSockets included.
    */
   async shutdown(timeoutMs: number): Promise<void> {
     this.closing = true;
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
-    const deadline = Date.now() + timeoutMs;
-    while (this.inflightRequests > 0 && Date.now() < deadline) {
+    const started = Date.now();
+    const deadline = started + timeoutMs;
+    const graceEnd = started + Math.min(this.limits.shutdownIdleGraceMs, timeoutMs);
+    const closed = new Promise<void>((resolve) => closeListener.call(this.server, () => resolve()));
+    for (const s of this.sockets) {
+      const res = pendingResponse(s);
+      if (res && !res.headersSent) res.shouldKeepAlive = false;
+    }
+    for (;;) {
+      const now = Date.now();
+      let waiting = 0;
+      for (const s of this.sockets) {
+        if (this.webSockets.has(s)) continue;
+        waiting++;
+        if (now >= graceEnd && !this.lingering.has(s) && !this.clientErrored.has(s) && !pendingResponse(s))
+          this.lingerClose(s);
+      }
+      if ((waiting === 0 && this.inflightRequests === 0) || now >= deadline) break;
       await new Promise((r) => setTimeout(r, 20));
-      this.server.closeIdleConnections();
     }
     for (const s of this.webSockets) s.destroy();
     for (const s of this.sockets) s.destroy();
@@ -129,20 +213,93 @@ export class ProxyServer {
     this.wsProxy.close();
   }
 
+  /** Sends our FIN and keeps reading, so bytes already on their way never meet a reset (nginx `lingering_close`). */
+  private lingerClose(s: Socket): void {
+    this.lingering.add(s);
+    s.end();
+    const cut = setTimeout(() => s.destroy(), LINGER_MS);
+    cut.unref();
+    s.once('close', () => clearTimeout(cut));
+  }
+
+  /**
+   * Node's `clientError`: a request it could not parse, or did not receive
+   * in time. Answered once, with the status {@link refusalForClientError}
+   * picks, but only after the responses already owed on the connection are
+   * done: a malformed request pipelined behind a valid one must not have its
+   * 400 written over the valid one's response (nginx reads the next request
+   * only once the previous is answered).
+   */
+  private onClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket): void {
+    if (this.clientErrored.has(socket)) return;
+    this.clientErrored.add(socket);
+    const refusal = refusalForClientError(err.code, err.rawPacket);
+    const answer = (): void => {
+      if (refusal === undefined || !socket.writable || this.lingering.has(socket)) {
+        socket.destroy();
+        return;
+      }
+      this.lingering.add(socket);
+      socket.end(formatRefusal(refusal));
+      const cut = setTimeout(() => socket.destroy(), LINGER_MS);
+      cut.unref();
+      socket.once('close', () => clearTimeout(cut));
+    };
+    const whenIdle = (): void => {
+      const res = pendingResponse(socket);
+      if (res === null || res === undefined || socket.destroyed) {
+        answer();
+        return;
+      }
+      if (!res.req.complete && !res.writableEnded) {
+        // The error is in the body of the very request being answered: it can
+        // never be complete, so its exchange ends here (the upstream request is
+        // aborted when the socket closes).
+        if (res.headersSent) socket.destroy();
+        else answer();
+        return;
+      }
+      // Node hands the socket to the next queued response in its own 'finish' listener, which runs first.
+      res.once('close', () => setImmediate(whenIdle));
+    };
+    whenIdle();
+  }
+
+  /** Requests Node parsed: refused here when the proxy serves no such request, else routed. */
+  private admit(req: IncomingMessage, res: ServerResponse): void {
+    if (this.lingering.has(req.socket)) {
+      // Our FIN is out: no answer can follow. Reading on avoids the reset.
+      req.resume();
+      return;
+    }
+    const refusal = refusalForRequest(req.httpVersion, req.url, header(req, 'transfer-encoding'));
+    if (refusal !== undefined) {
+      this.refuseRequest(res, refusal);
+      return;
+    }
+    this.handle(req, res);
+  }
+
+  /** Answers a request the proxy will not forward, and closes the connection. */
+  private refuseRequest(res: ServerResponse, r: Refusal): void {
+    const table = this.o.store.current;
+    if (table !== undefined)
+      this.o.metrics.requests.inc({ pool: table.pool, endpoint: '', code_class: codeClass(r.status) });
+    const body = `${r.status} ${r.code}\n`;
+    res.writeHead(r.status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'x-tether-error': r.code,
+      connection: 'close',
+    });
+    res.end(body);
+  }
+
   private handle(req: IncomingMessage, res: ServerResponse): void {
     if (this.closing) res.shouldKeepAlive = false;
     const table = this.o.store.current;
     if (table === undefined) {
       this.fail(res, undefined, undefined, new TetherError('TETHER_NO_TABLE', 'no routing table loaded yet'));
-      return;
-    }
-    const url = req.url ?? '';
-    if (!url.startsWith('/')) {
-      // Absolute-form and `*` targets are for forward proxies; this is a reverse proxy.
-      res
-        .writeHead(400, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' })
-        .end('bad request target\n');
-      this.o.metrics.requests.inc({ pool: table.pool, endpoint: '', code_class: '4xx' });
       return;
     }
     const nowMs = Date.now();
@@ -239,7 +396,7 @@ export class ProxyServer {
         else if (body !== null) req.pipe(body);
       },
       onResponseStart: (controller, statusCode, headers, statusMessage) => {
-        for (const h of DROP_RESPONSE) delete headers[h];
+        stripResponseHopHeaders(headers as Record<string, string | string[]>);
         if (setCookie !== undefined) {
           const prior = headers['set-cookie'];
           headers['set-cookie'] =
@@ -334,7 +491,12 @@ export class ProxyServer {
       const ip = parseIp(peer);
       peerTrusted = ip !== undefined && table.trustedProxies.some((c) => cidrContains(c, ip));
     }
-    return { peer, peerTrusted, tls: (req.socket as { encrypted?: boolean }).encrypted === true };
+    return {
+      peer,
+      peerTrusted,
+      tls: (req.socket as { encrypted?: boolean }).encrypted === true,
+      port: req.socket.localPort,
+    };
   }
 
   /** Answers an error the proxy itself produced; the status comes from {@link statusForError} alone. */
@@ -372,47 +534,139 @@ export class ProxyServer {
     res.end(body);
   }
 
+  /**
+   * A WebSocket handshake: routed like any request (the 101 carries the
+   * affinity cookie too), its headers built by the plain HTTP path's rules,
+   * then handed to http-proxy-3. Failures before the 101 answer in HTTP (502,
+   * 504) and count against the endpoint; after it, the tunnel is only closed.
+   */
   private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const table = this.o.store.current;
-    const refuse = (status: number, text: string): void => {
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    const refuse = (r: Refusal): void => {
+      if (socket.writable) socket.end(formatRefusal(r));
+      else socket.destroy();
     };
     if (table === undefined || this.closing) {
-      refuse(503, 'Service Unavailable');
+      refuse({ status: 503, code: table === undefined ? 'TETHER_NO_TABLE' : 'TETHER_SHUTTING_DOWN' });
       return;
     }
-    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
-      refuse(400, 'Bad Request');
+    const upgrade = (req.headers.upgrade ?? '').toLowerCase();
+    const bad = refusalForRequest(req.httpVersion, req.url);
+    if (bad !== undefined || req.method !== 'GET' || upgrade !== 'websocket') {
+      // Only WebSocket is tunnelled: an h2c or other upgrade would bypass this proxy's view of requests.
+      refuse(bad ?? { status: 400, code: 'TETHER_BAD_UPGRADE' });
       return;
     }
     const decision = this.decide(table, req, Date.now());
     this.o.metrics.countDecision(table.pool, decision.outcome, decision.reason);
     const ep = decision.endpoint;
     if (ep === undefined) {
-      refuse(503, 'Service Unavailable');
+      refuse({ status: 503, code: 'TETHER_NO_ENDPOINT' });
       return;
     }
-    const setCookie = this.setCookieHeader(table, decision, this.hopOf(table, req), req);
-    if (setCookie !== undefined) this.wsCookies.set(req, setCookie);
+    const hop = this.hopOf(table, req);
+    const hs: Handshake = {
+      headers: buildUpstreamHeaders(req.rawHeaders, hop, 'websocket'),
+      setCookie: this.setCookieHeader(table, decision, hop, req),
+      upgraded: false,
+      clientGone: false,
+    };
+    this.handshakes.set(req, hs);
     const rt: EndpointRuntime = this.o.upstreams.at(ep.index);
     rt.inflight++;
     this.webSockets.add(socket);
     this.o.metrics.openWebSockets.inc({ pool: table.pool });
     socket.once('close', () => {
+      if (!hs.upgraded) hs.clientGone = true;
       rt.inflight--;
       this.webSockets.delete(socket);
       this.o.metrics.openWebSockets.dec({ pool: table.pool });
     });
     this.wsProxy.ws(req, socket, head, { target: ep.origin }, (err: Error) => {
+      if (hs.upgraded || hs.clientGone) {
+        // The tunnel was open (or the client gone): no HTTP answer fits, and
+        // an app closing its WebSocket abruptly is no sign of a sick endpoint.
+        socket.destroy();
+        return;
+      }
       this.o.upstreams.recordFailure(rt);
+      const te = classifyUpstreamError(err);
       this.o.log('warn', 'websocket upstream error', {
         pool: table.pool,
         endpoint: ep.id,
+        code: te.code,
         error: err.message,
       });
-      if (socket.writable) refuse(502, 'Bad Gateway');
-      else socket.destroy();
+      refuse({ status: statusForError(te), code: te.code });
+    });
+  }
+
+  /**
+   * Runs when http-proxy-3 has made the endpoint's request, before any byte
+   * left: sets its headers, arms the connect and handshake timers, and strips
+   * the 101 of hop-by-hop headers when it comes.
+   */
+  private prepareHandshake(proxyReq: ClientRequest, socket: Socket, hs: Handshake): void {
+    const keepHost = !hs.headers.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'host');
+    for (const name of proxyReq.getHeaderNames())
+      if (!(keepHost && name === 'host')) proxyReq.removeHeader(name);
+    const grouped = new Map<string, { name: string; values: string[] }>();
+    for (let i = 0; i < hs.headers.length; i += 2) {
+      const name = hs.headers[i] as string;
+      const key = name.toLowerCase();
+      let g = grouped.get(key);
+      if (g === undefined) {
+        g = { name, values: [] };
+        grouped.set(key, g);
+      }
+      g.values.push(hs.headers[i + 1] as string);
+    }
+    for (const { name, values } of grouped.values())
+      proxyReq.setHeader(name, values.length === 1 ? (values[0] as string) : values);
+
+    const { connectTimeoutMs, handshakeTimeoutMs, tunnelIdleTimeoutMs } = this.limits;
+    let timer: NodeJS.Timeout | undefined;
+    const stop = (): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+    };
+    const expire = (what: string, ms: number) => (): void => {
+      timer = undefined;
+      proxyReq.destroy(
+        new TetherError('TETHER_UPSTREAM_TIMEOUT', `WebSocket ${what} timed out after ${ms} ms`),
+      );
+    };
+    proxyReq.once('socket', (s: Socket) => {
+      const awaitAnswer = (): void => {
+        stop();
+        timer = setTimeout(expire('handshake', handshakeTimeoutMs), handshakeTimeoutMs);
+      };
+      if (s.connecting) {
+        timer = setTimeout(expire('connect', connectTimeoutMs), connectTimeoutMs);
+        s.once('connect', awaitAnswer);
+      } else awaitAnswer();
+    });
+    // An endpoint refusing the upgrade answers in plain HTTP; http-proxy-3 relays it as is, so strip it first.
+    proxyReq.once('response', (res: IncomingMessage) => {
+      stop();
+      stripResponseHopHeaders(res.headers);
+    });
+    proxyReq.once('close', stop);
+    proxyReq.once('upgrade', (proxyRes: IncomingMessage) => {
+      stop();
+      hs.upgraded = true;
+      stripResponseHopHeaders(proxyRes.headers, true);
+      if (hs.setCookie !== undefined) {
+        const prior = proxyRes.headers['set-cookie'];
+        proxyRes.headers['set-cookie'] = prior === undefined ? [hs.setCookie] : [...prior, hs.setCookie];
+      }
+      // The client socket sees every byte both ways, so its idle timer is the tunnel's (HAProxy `timeout tunnel`).
+      socket.setTimeout(tunnelIdleTimeoutMs, () => socket.destroy());
+    });
+    // A client that leaves before the 101 takes its handshake with it.
+    socket.once('close', () => {
+      if (!hs.upgraded) proxyReq.destroy();
     });
   }
 }

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { clientIpKey, findCookieValues, headerKey, resolveClientAddress } from './affinity-key.ts';
+import {
+  clientIpKey,
+  findCookieValues,
+  headerKey,
+  MAX_AFFINITY_COOKIE_VALUES,
+  resolveClientAddress,
+} from './affinity-key.ts';
 import { type Cidr, parseCidr } from './ip.ts';
 
 const trusted = ['10.0.0.0/8', '127.0.0.1/32'].map((c) => parseCidr(c) as Cidr);
@@ -17,6 +23,13 @@ describe('findCookieValues', () => {
     { desc: 'empty value', header: 'route=', want: [''] },
   ])('$desc', ({ header, want }) => {
     expect(findCookieValues(header, 'route')).toEqual(want);
+  });
+
+  it('considers at most MAX_AFFINITY_COOKIE_VALUES values, the first ones, however many are sent', () => {
+    const header = Array.from({ length: 500 }, (_, i) => `route=v${i}; other=${i}`).join('; ');
+    expect(findCookieValues(header, 'route')).toEqual(['v0', 'v1', 'v2', 'v3']);
+    expect(MAX_AFFINITY_COOKIE_VALUES).toBe(4);
+    expect(findCookieValues(header, 'route', 1)).toEqual(['v0']);
   });
 });
 

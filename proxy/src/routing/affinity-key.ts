@@ -11,17 +11,33 @@ export const MAX_HEADER_KEY_LENGTH = 1024;
 export const MAX_FORWARDED_HOPS = 32;
 
 /**
- * Every value of cookie `name` in a Cookie header (RFC 6265 §5.4: `a=1; b=2`).
- * A browser can send the same name twice (host and parent-domain cookies), so
- * the caller tries each. Quoted values are unquoted.
- *
- * @returns values in header order; empty when absent or the header is malformed.
+ * Most values of the affinity cookie considered per request. A browser sends
+ * one cookie of a name per (domain, path) it matches, sorted longest path
+ * first (RFC 6265 §5.4): a host-only cookie plus a cookie for each parent
+ * domain (`a.shop.example.com`, `.shop.example.com`, `.example.com`) is 4.
+ * Each value costs an HMAC to verify, so a request carrying hundreds of them
+ * must not cost hundreds (nginx `$cookie_route` and HAProxy's `cookie` read
+ * only the first).
  */
-export function findCookieValues(header: string | undefined, name: string): string[] {
+export const MAX_AFFINITY_COOKIE_VALUES = 4;
+
+/**
+ * The values of cookie `name` in a Cookie header (RFC 6265 §5.4: `a=1; b=2`),
+ * at most `max` of them. A browser can send the same name more than once
+ * (host and parent-domain cookies), so the caller tries each. Quoted values
+ * are unquoted.
+ *
+ * @returns the first `max` values in header order; empty when absent or the header is malformed.
+ */
+export function findCookieValues(
+  header: string | undefined,
+  name: string,
+  max = MAX_AFFINITY_COOKIE_VALUES,
+): string[] {
   if (header === undefined || header.length === 0) return [];
   const out: string[] = [];
   let at = 0;
-  while (at < header.length) {
+  while (at < header.length && out.length < max) {
     const semi = header.indexOf(';', at);
     const end = semi < 0 ? header.length : semi;
     const eq = header.indexOf('=', at);
