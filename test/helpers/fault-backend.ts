@@ -209,24 +209,30 @@ export async function fillBacklog(port: number, count = 3): Promise<Socket[]> {
 
 /**
  * A plain keep-alive HTTP backend in its own process (so it can be
- * SIGKILLed like a pod): answers `{ endpoint, path }` to everything.
+ * SIGKILLed like a pod): answers `{ endpoint, path }` to everything,
+ * after `delayMs` (so requests are in flight when it is killed).
  * It exits when our end of its stdin closes.
  */
-export async function startBackendProcess(id: string): Promise<ChildEndpoint> {
+export async function startBackendProcess(id: string, delayMs = 0): Promise<ChildEndpoint> {
   const script = `
     const http = require('node:http');
     const id = process.argv[1];
+    const delayMs = Number(process.argv[2]);
     const s = http.createServer((req, res) => {
       req.resume();
       req.on('end', () => {
-        res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ endpoint: id, path: req.url }));
+        const answer = () => {
+          res.setHeader('content-type', 'application/json');
+          res.end(JSON.stringify({ endpoint: id, path: req.url }));
+        };
+        if (delayMs > 0) setTimeout(answer, delayMs);
+        else answer();
       });
     });
     s.listen(0, '127.0.0.1', () => process.stdout.write(String(s.address().port) + '\\n'));
     process.stdin.on('close', () => process.exit(0));
     process.stdin.resume();`;
-  return spawnPortPrinter(script, [id]);
+  return spawnPortPrinter(script, [id, String(delayMs)]);
 }
 
 /**
