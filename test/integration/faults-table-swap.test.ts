@@ -111,8 +111,9 @@ describe('table swaps in the middle of a connect', () => {
     const key = keyLandingOn(eps, 'sw-hole');
     const pending = get(`${p.url}/pending`, { headers: { 'x-key': key } });
     await new Promise((r) => setTimeout(r, 300));
-    // The hole moves to another index; a new endpoint appears in front.
-    const next = [{ name: 'sw-c', port: c.port }, { name: 'sw-a', port: a.port }, eps[0] as TestEndpoint];
+    // A new endpoint appears in front and the hole takes sw-a's old index:
+    // an index of the old table would now name the hole.
+    const next = [{ name: 'sw-c', port: c.port }, eps[0] as TestEndpoint, { name: 'sw-a', port: a.port }];
     expect((await put(p, testTable(2, next, HEADER_AFFINITY))).status).toBe(200);
     const r = await pending;
     expect(r.status).toBe(200);
