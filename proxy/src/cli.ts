@@ -201,13 +201,13 @@ export async function main(argv: string[]): Promise<void> {
   const store = new TableStore(
     (table, source) => {
       metrics.tableRevision.set({ pool: table.pool }, table.revision);
-    metrics.tableSwaps.inc({ source });
-    log('info', 'routing table swapped in', {
-      pool: table.pool,
-      revision: table.revision,
-      source,
-      endpoints: table.endpoints.length,
-    });
+      metrics.tableSwaps.inc({ source });
+      log('info', 'routing table swapped in', {
+        pool: table.pool,
+        revision: table.revision,
+        source,
+        endpoints: table.endpoints.length,
+      });
     },
     (table) => {
       const prepared = upstreams.prepare(table);

@@ -58,7 +58,11 @@ const REQUEST_CODES = new Set([
 /** The proxy's own dispatcher was closed (a table swap removed the endpoint): nothing was sent. */
 const UNSENT_CODES = new Set(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED']);
 /** The endpoint's answer broke HTTP. */
-const PROTOCOL_CODES = new Set(['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE', 'UND_ERR_INFO']);
+const PROTOCOL_CODES = new Set([
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_RES_EXCEEDED_MAX_SIZE',
+  'UND_ERR_INFO',
+]);
 
 /**
  * What went wrong with one attempt to forward a request, as the request
@@ -79,7 +83,15 @@ const PROTOCOL_CODES = new Set(['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_
  * `proxy_next_upstream` against `max_fails`; a request nginx itself refuses
  * never reaches that point, and neither may ours.
  */
-export type FailureKind = 'connect' | 'unsent' | 'request' | 'reset' | 'timeout' | 'protocol' | 'aborted' | 'other';
+export type FailureKind =
+  | 'connect'
+  | 'unsent'
+  | 'request'
+  | 'reset'
+  | 'timeout'
+  | 'protocol'
+  | 'aborted'
+  | 'other';
 
 /** Sorts an error from undici (or one the proxy aborted with) into a {@link FailureKind}. */
 export function classifyFailure(err: unknown): FailureKind {
@@ -88,7 +100,8 @@ export function classifyFailure(err: unknown): FailureKind {
   const inner = codeOf((err as { cause?: unknown } | null)?.cause);
   if (CONNECT_CODES.has(code) || CONNECT_CODES.has(inner)) return 'connect';
   if (TIMEOUT_CODES.has(code) || TIMEOUT_CODES.has(inner)) return 'timeout';
-  if (code === 'UND_ERR_ABORTED' || (err as { name?: string } | null)?.name === 'AbortError') return 'aborted';
+  if (code === 'UND_ERR_ABORTED' || (err as { name?: string } | null)?.name === 'AbortError')
+    return 'aborted';
   if (UNSENT_CODES.has(code)) return 'unsent';
   if (REQUEST_CODES.has(code)) return 'request';
   if (RESET_CODES.has(code) || RESET_CODES.has(inner)) return 'reset';

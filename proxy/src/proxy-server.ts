@@ -179,7 +179,8 @@ export class ProxyServer {
     res.once('close', () => {
       this.inflightRequests--;
       clearTimeout(ex.bodyTimer);
-      if (!res.writableFinished) ex.controller?.abort(new TetherError('TETHER_CLIENT_GONE', 'client went away'));
+      if (!res.writableFinished)
+        ex.controller?.abort(new TetherError('TETHER_CLIENT_GONE', 'client went away'));
     });
     const hasBody =
       req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
@@ -468,7 +469,8 @@ export class ProxyServer {
     if (req.headers.expect === undefined) return headers;
     const out: string[] = [];
     for (let i = 0; i < headers.length; i += 2)
-      if ((headers[i] as string).toLowerCase() !== 'expect') out.push(headers[i] as string, headers[i + 1] as string);
+      if ((headers[i] as string).toLowerCase() !== 'expect')
+        out.push(headers[i] as string, headers[i + 1] as string);
     return out;
   }
 

@@ -89,7 +89,10 @@ export async function startFaultBackend(
         const [method = '', url = ''] = (lines[0] ?? '').split(' ');
         const headers = lines
           .slice(1)
-          .map((l) => [l.slice(0, l.indexOf(':')).trim().toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as const);
+          .map(
+            (l) =>
+              [l.slice(0, l.indexOf(':')).trim().toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as const,
+          );
         const length = Number(headers.find(([k]) => k === 'content-length')?.[1] ?? 0);
         if (buf.length < end + 4 + length) return;
         const body = buf.subarray(end + 4, end + 4 + length);

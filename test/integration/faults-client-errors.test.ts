@@ -5,7 +5,14 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FaultBackend, rawExchange, startFaultBackend } from '../helpers/fault-backend.ts';
-import { get, type ProxyProcess, poolYaml, type Scratch, scratch, startProxy } from '../helpers/proxy-process.ts';
+import {
+  get,
+  type ProxyProcess,
+  poolYaml,
+  type Scratch,
+  scratch,
+  startProxy,
+} from '../helpers/proxy-process.ts';
 
 let backends: FaultBackend[] = [];
 let proxy: ProxyProcess | undefined;
@@ -36,11 +43,11 @@ async function setup(): Promise<ProxyProcess> {
 
 async function healthyEndpoints(p: ProxyProcess): Promise<number> {
   const m = (await get(`${p.adminUrl}/metrics`)).text;
-  return m.split('\n').filter((l) => l.startsWith('tether_proxy_endpoint_healthy{') && l.endsWith(' 1')).length;
+  return m.split('\n').filter((l) => l.startsWith('tether_proxy_endpoint_healthy{') && l.endsWith(' 1'))
+    .length;
 }
 
-const status = (raw: string): number[] =>
-  [...raw.matchAll(/^HTTP\/1\.1 (\d{3})/gm)].map((m) => Number(m[1]));
+const status = (raw: string): number[] => [...raw.matchAll(/^HTTP\/1\.1 (\d{3})/gm)].map((m) => Number(m[1]));
 
 describe('client mistakes are the client’s problem', () => {
   it('Expect: 100-continue is answered 100 by the proxy, the body is forwarded without Expect', async () => {

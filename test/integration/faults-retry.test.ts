@@ -14,7 +14,14 @@ import {
   startFaultBackend,
 } from '../helpers/fault-backend.ts';
 import { drive } from '../helpers/load-driver.ts';
-import { get, type ProxyProcess, poolYaml, type Scratch, scratch, startProxy } from '../helpers/proxy-process.ts';
+import {
+  get,
+  type ProxyProcess,
+  poolYaml,
+  type Scratch,
+  scratch,
+  startProxy,
+} from '../helpers/proxy-process.ts';
 
 let backends: FaultBackend[] = [];
 let children: ChildEndpoint[] = [];
@@ -50,7 +57,8 @@ async function proxyFor(ports: number[], spec: Record<string, unknown> = STRICT)
 
 async function healthy(p: ProxyProcess): Promise<number> {
   const m = (await get(`${p.adminUrl}/metrics`)).text;
-  return m.split('\n').filter((l) => l.startsWith('tether_proxy_endpoint_healthy{') && l.endsWith(' 1')).length;
+  return m.split('\n').filter((l) => l.startsWith('tether_proxy_endpoint_healthy{') && l.endsWith(' 1'))
+    .length;
 }
 
 async function retries(p: ProxyProcess): Promise<number> {
@@ -71,20 +79,22 @@ describe('stale keep-alive connections', () => {
   it.each([
     { fate: 'close' as const, what: 'FIN' },
     { fate: 'reset' as const, what: 'RST' },
-  ])('endpoints that close ($what) a reused connection as a request arrives: 0 failed GETs, none marked down', async ({
-    fate,
-  }) => {
-    backends = await Promise.all([0, 1, 2].map((i) => startFaultBackend(`ep-${i}`)));
-    backends.forEach((b, i) => {
-      b.setBehaviour(raceOnReuse(`ep-${i}`, 3, fate));
-    });
-    const p = await proxyFor(backends.map((b) => b.port));
-    const r = await drive({ url: p.url, clients: 16, total: 3000, deadlineMs: 60_000 });
-    expect(r.failures).toEqual({});
-    expect(r.ok).toBe(3000);
-    expect(await healthy(p)).toBe(3);
-    expect(await retries(p)).toBeGreaterThan(0);
-  }, 90_000);
+  ])(
+    'endpoints that close ($what) a reused connection as a request arrives: 0 failed GETs, none marked down',
+    async ({ fate }) => {
+      backends = await Promise.all([0, 1, 2].map((i) => startFaultBackend(`ep-${i}`)));
+      backends.forEach((b, i) => {
+        b.setBehaviour(raceOnReuse(`ep-${i}`, 3, fate));
+      });
+      const p = await proxyFor(backends.map((b) => b.port));
+      const r = await drive({ url: p.url, clients: 16, total: 3000, deadlineMs: 60_000 });
+      expect(r.failures).toEqual({});
+      expect(r.ok).toBe(3000);
+      expect(await healthy(p)).toBe(3);
+      expect(await retries(p)).toBeGreaterThan(0);
+    },
+    90_000,
+  );
 
   it('a POST on a connection that breaks is not sent again: 502, and the endpoint saw it once', async () => {
     const b = await startFaultBackend('ep-0');

@@ -9,7 +9,14 @@ import { connect, type Socket } from 'node:net';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FaultBackend, rawExchange, startFaultBackend } from '../helpers/fault-backend.ts';
-import { get, type ProxyProcess, poolYaml, type Scratch, scratch, startProxy } from '../helpers/proxy-process.ts';
+import {
+  get,
+  type ProxyProcess,
+  poolYaml,
+  type Scratch,
+  scratch,
+  startProxy,
+} from '../helpers/proxy-process.ts';
 
 let backends: FaultBackend[] = [];
 let proxy: ProxyProcess | undefined;
@@ -31,7 +38,9 @@ async function setup(b: FaultBackend, flags: string[]): Promise<ProxyProcess> {
   s = scratch();
   const config = s.write(
     'pool.yaml',
-    poolYaml([{ name: 'slow-a', port: b.port }], { healthCheck: { passive: { maxFails: 1, failTimeout: '60s' } } }),
+    poolYaml([{ name: 'slow-a', port: b.port }], {
+      healthCheck: { passive: { maxFails: 1, failTimeout: '60s' } },
+    }),
   );
   proxy = await startProxy(['--config', config, ...flags]);
   return proxy;
@@ -55,7 +64,8 @@ function trickle(port: number, length: number, everyMs: number): Socket {
 
 async function healthy(p: ProxyProcess): Promise<number> {
   const m = (await get(`${p.adminUrl}/metrics`)).text;
-  return m.split('\n').filter((l) => l.startsWith('tether_proxy_endpoint_healthy{') && l.endsWith(' 1')).length;
+  return m.split('\n').filter((l) => l.startsWith('tether_proxy_endpoint_healthy{') && l.endsWith(' 1'))
+    .length;
 }
 
 describe('slow request bodies', () => {
@@ -75,9 +85,13 @@ describe('slow request bodies', () => {
   it('a body slower than --client-body-timeout gets 408 and never counts against the endpoint', async () => {
     const b = await startFaultBackend('slow-a');
     const p = await setup(b, ['--client-body-timeout', '1s']);
-    const raw = await rawExchange(p.port, 'POST /slow HTTP/1.1\r\nHost: shop\r\nContent-Length: 100\r\n\r\nabc', {
-      idleMs: 4_000,
-    });
+    const raw = await rawExchange(
+      p.port,
+      'POST /slow HTTP/1.1\r\nHost: shop\r\nContent-Length: 100\r\n\r\nabc',
+      {
+        idleMs: 4_000,
+      },
+    );
     expect(raw).toMatch(/^HTTP\/1\.1 408 /);
     expect(raw.toLowerCase()).toContain('connection: close');
     expect(b.requests).toHaveLength(0);

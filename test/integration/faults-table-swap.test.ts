@@ -128,22 +128,23 @@ describe('a table is applied whole or not at all', () => {
     { desc: 'an IPv6 address with a zone', address: 'fe80::1%eth0' },
     { desc: 'a host name', address: 'localhost' },
     { desc: 'an IPv4 address with a port', address: '127.0.0.1:80' },
-  ])('admin PUT of $desc as an address: 400 naming the field, the last good table keeps serving', async ({
-    address,
-  }) => {
-    const a = await startFaultBackend('ok-a');
-    backends.push(a);
-    const p = await adminProxy();
-    expect((await put(p, testTable(1, [{ name: 'ok-a', port: a.port }]))).status).toBe(200);
-    const bad = testTable(1, [{ name: 'ok-a', port: a.port }]);
-    const table = { ...bad, revision: 2, endpoints: [{ ...bad.endpoints[0], address }] };
-    const r = await put(p, table);
-    expect(r.status).toBe(400);
-    expect(r.text).toContain('endpoints[0].address');
-    expect(await servedRevision(p)).toBe(1);
-    for (let i = 0; i < 5; i++) expect((await get(`${p.url}/still${i}`)).endpoint).toBe('ok-a');
-    expect(p.child.exitCode).toBeNull();
-  });
+  ])(
+    'admin PUT of $desc as an address: 400 naming the field, the last good table keeps serving',
+    async ({ address }) => {
+      const a = await startFaultBackend('ok-a');
+      backends.push(a);
+      const p = await adminProxy();
+      expect((await put(p, testTable(1, [{ name: 'ok-a', port: a.port }]))).status).toBe(200);
+      const bad = testTable(1, [{ name: 'ok-a', port: a.port }]);
+      const table = { ...bad, revision: 2, endpoints: [{ ...bad.endpoints[0], address }] };
+      const r = await put(p, table);
+      expect(r.status).toBe(400);
+      expect(r.text).toContain('endpoints[0].address');
+      expect(await servedRevision(p)).toBe(1);
+      for (let i = 0; i < 5; i++) expect((await get(`${p.url}/still${i}`)).endpoint).toBe('ok-a');
+      expect(p.child.exitCode).toBeNull();
+    },
+  );
 
   it('a pool file with a zoned IPv6 address is rejected and logged; the last good table keeps serving', async () => {
     const a = await startFaultBackend('file-a');
