@@ -50,10 +50,6 @@ const REQUEST_CODES = new Set([
   'UND_ERR_INVALID_ARG',
   'UND_ERR_NOT_SUPPORTED',
   'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
-  'ERR_INVALID_ARG_TYPE',
-  'ERR_INVALID_ARG_VALUE',
-  'ERR_INVALID_HTTP_TOKEN',
-  'ERR_INVALID_CHAR',
 ]);
 /** The proxy's own dispatcher was closed (a table swap removed the endpoint): nothing was sent. */
 const UNSENT_CODES = new Set(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED']);

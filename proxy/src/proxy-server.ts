@@ -485,7 +485,8 @@ export class ProxyServer {
    *   hand: retry once on a new connection, to the same endpoint while the
    *   table served now keeps the client there, else to the re-pin. A broken
    *   reused keep-alive connection is not held against the endpoint (RFC
-   *   9112 §9.6 race); a new connection that breaks is;
+   *   9112 §9.6 race); a new connection that breaks is, and then the
+   *   request is redispatched once to the re-pin (at most three sends);
    * - a non-idempotent request that may have reached the endpoint is never
    *   sent again (nginx `proxy_next_upstream` without `non_idempotent`).
    *
@@ -528,8 +529,22 @@ export class ProxyServer {
         return;
       }
       case 'reset': {
+        const idempotent = replayable && IDEMPOTENT.has(req.method ?? '');
         if (fresh || !connectionWasUsed(err)) this.o.upstreams.recordFailure(rt);
-        if (!ex.retried && replayable && IDEMPOTENT.has(req.method ?? '')) {
+        if (fresh && ex.retried && !ex.redispatched && idempotent && mayMove) {
+          // The new connection broke too (an endpoint dying as the retry went
+          // out: its listener still took the connection): the endpoint is
+          // bad, so the client moves, once (HAProxy redispatches on its last retry).
+          ex.redispatched = true;
+          const next = redispatch(now.table, decision, ep.id, now, Date.now());
+          if (next.endpoint !== undefined) {
+            this.o.metrics.redispatches.inc({ pool: now.table.pool });
+            this.o.metrics.countDecision(now.table.pool, next.outcome, next.reason);
+            this.forward(now, ex, next, now.at(next.endpoint.index), false);
+            return;
+          }
+        }
+        if (!ex.retried && idempotent) {
           ex.retried = true;
           const same = now.byId(ep.id);
           const nowMs = Date.now();

@@ -320,7 +320,8 @@ export class Upstreams implements EndpointView {
         method: 'GET',
         headers: {
           'user-agent': 'tether-proxy-health-check',
-          host: `${rt.endpoint.address}:${rt.endpoint.port}`,
+          // IPv6 bracketed (RFC 9110 §7.2), as the origin has it.
+          host: rt.endpoint.origin.slice('http://'.length),
         },
         signal: AbortSignal.timeout(timeoutMs),
         headersTimeout: timeoutMs,

@@ -6,6 +6,8 @@
  * measures the same at ~100k requests.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { compileTable } from '../../proxy/src/routing/compiled-table.ts';
+import { decideByKey } from '../../proxy/src/routing/pick-endpoint.ts';
 import {
   type ChildEndpoint,
   type FaultBackend,
@@ -14,6 +16,7 @@ import {
   startFaultBackend,
 } from '../helpers/fault-backend.ts';
 import { drive } from '../helpers/load-driver.ts';
+import { testTable } from '../helpers/pools.ts';
 import {
   get,
   type ProxyProcess,
@@ -120,6 +123,37 @@ describe('stale keep-alive connections', () => {
     const p = await proxyFor([b.port]);
     expect((await get(`${p.url}/x`)).status).toBe(502);
     expect(await healthy(p)).toBe(0);
+  });
+});
+
+describe('an endpoint that dies as the retry goes out', () => {
+  it('the retry on a new connection breaks too: the endpoint is marked down and the GET moves to the re-pin', async () => {
+    const dying = await startFaultBackend('ep-0');
+    const fine = await startFaultBackend('ep-1');
+    backends = [dying, fine];
+    // Answers its first request, then resets every later one, on any connection.
+    let answered = 0;
+    dying.setBehaviour((req) =>
+      answered++ === 0 ? { kind: 'respond', body: { endpoint: 'ep-0', path: req.url } } : { kind: 'reset' },
+    );
+    const spec = { ...STRICT, affinity: { type: 'Header', header: { name: 'X-Key' } } };
+    const p = await proxyFor([dying.port, fine.port], spec);
+    const eps = [
+      { name: 'ep-0', port: dying.port },
+      { name: 'ep-1', port: fine.port },
+    ];
+    const t = compileTable(testTable(1, eps, spec), undefined, Date.now());
+    const all = { isHealthy: () => true, inflight: () => 0 };
+    const key = Array.from({ length: 100 }, (_, i) => `k${i}`).find(
+      (k) => decideByKey(t, k, undefined, all, Date.now(), () => 'r').endpoint?.id === 'ep-0',
+    ) as string;
+    expect((await get(`${p.url}/first`, { headers: { 'x-key': key } })).endpoint).toBe('ep-0');
+    const r = await get(`${p.url}/second`, { headers: { 'x-key': key } });
+    expect(r.status).toBe(200);
+    expect(r.endpoint).toBe('ep-1');
+    // Sent three times at most: the reused connection, one new connection, the re-pin.
+    expect(dying.requests.filter((q) => q.url === '/second')).toHaveLength(2);
+    expect(fine.requests.filter((q) => q.url === '/second')).toHaveLength(1);
   });
 });
 
