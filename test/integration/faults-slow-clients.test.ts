@@ -98,6 +98,30 @@ describe('slow request bodies', () => {
     expect(await healthy(p)).toBe(1);
   });
 
+  it('a streamed body too slow for --client-body-timeout, mid-request to the endpoint: 408, the endpoint is not blamed', async () => {
+    const b = await startFaultBackend('slow-a');
+    const p = await setup(b, [
+      '--request-buffer-size',
+      '1k',
+      '--read-timeout',
+      '1s',
+      '--client-body-timeout',
+      '2s',
+    ]);
+    // 2 KiB at once (over the buffer: the body streams to the endpoint), then a byte every 200 ms.
+    const so = trickle(p.port, 4_000, 200);
+    so.write('x'.repeat(2_048));
+    const got: Buffer[] = [];
+    so.on('data', (d: Buffer) => got.push(d));
+    await new Promise((r) => setTimeout(r, 4_000));
+    so.destroy();
+    // The endpoint did get the request (the body was streaming to it) …
+    expect(b.connections()).toBeGreaterThan(0);
+    const raw = Buffer.concat(got).toString('latin1');
+    expect(raw).toMatch(/^HTTP\/1\.1 408 /);
+    expect(await healthy(p)).toBe(1);
+  });
+
   it('a body over --request-buffer-size streams to the endpoint and arrives whole', async () => {
     const b = await startFaultBackend('slow-a');
     const p = await setup(b, ['--request-buffer-size', '1k']);
