@@ -181,7 +181,7 @@ async function spawnPortPrinter(script: string, args: string[]): Promise<ChildEn
  * of 1 and then blocks its event loop, so the kernel completes at most two
  * handshakes and drops every later SYN. Fill it with {@link fillBacklog}
  * first; after that a connect stays pending until the client's connect
- * timeout. It exits when our end of its stdin closes, or on `kill`.
+ * timeout. It exits on `kill`, or by itself after 120 s.
  */
 export async function startBlackhole(): Promise<ChildEndpoint> {
   const script = `
@@ -190,7 +190,9 @@ export async function startBlackhole(): Promise<ChildEndpoint> {
     s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
       // Writes to a pipe are synchronous on Linux: the port is out before the loop blocks.
       process.stdout.write(String(s.address().port) + '\\n');
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+      // Bounded: a test runner that dies without killing us leaves no process behind for long.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000);
+      process.exit(0);
     });`;
   const hole = await spawnPortPrinter(script, []);
   await new Promise((r) => setTimeout(r, 50));
