@@ -11,7 +11,7 @@ BIOME := node_modules/.bin/biome
 TEST_DEBS := curl openssl ca-certificates prometheus
 BENCH_DEBS := wrk haproxy nginx
 
-.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration bench clean help
+.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration bench faults-bench clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -56,6 +56,11 @@ demo: deps
 bench: deps
 	@scripts/ensure-debs.sh $(BENCH_DEBS)
 	$(NODE) bench/run-bench.ts
+
+# Failed idempotent requests when an endpoint is SIGKILLed or races keep-alive
+# closes, ~100k requests a run (not in make test). FAULTS_RUNS, FAULTS_REQUESTS, …
+faults-bench: deps
+	$(NODE) bench/faults-under-load.ts
 
 clean:
 	rm -rf dist coverage

@@ -4,7 +4,8 @@
  * | route                     | answer                                                        |
  * |---------------------------|---------------------------------------------------------------|
  * | `PUT /v1/routing-table`   | bearer token; 200 swapped or unchanged, 400 invalid (the zod  |
- * |                           | error), 401 no/bad token, 409 stale revision or other pool,   |
+ * |                           | error, or a table that cannot be applied: the served one      |
+ * |                           | stays), 401 no/bad token, 409 stale revision or other pool,   |
  * |                           | 413 over 8 MiB, 415 not JSON                                  |
  * | `GET /v1/routing-table`   | the table served (404 before the first)                       |
  * | `GET /healthz`            | 200 while the process runs                                    |
@@ -101,7 +102,10 @@ async function handle(o: AdminServerOptions, req: IncomingMessage, res: ServerRe
   const result = o.store.offer(parsed.data, 'admin');
   if (!result.accepted) {
     o.metrics.tableRejections.inc({ source: 'admin', reason: result.reason });
-    return void send(res, 409, { error: result.message, revision: o.store.current?.revision });
+    return void send(res, result.reason === 'invalid' ? 400 : 409, {
+      error: result.message,
+      revision: o.store.current?.revision,
+    });
   }
   send(res, 200, { pool: result.table.pool, revision: result.table.revision, changed: result.changed });
 }

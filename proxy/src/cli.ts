@@ -33,7 +33,10 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                     [--connect-timeout DURATION] [--read-timeout DURATION] [--shutdown-timeout DURATION]
                     [--tunnel-timeout DURATION] [--client-header-timeout DURATION]
                     [--shutdown-idle-grace DURATION]
-                    [--connections-per-endpoint N] [--log-level debug|info|warn|error]
+                    [--connections-per-endpoint N] [--queue-size N] [--queue-timeout DURATION]
+                    [--client-body-timeout DURATION] [--request-buffer-size SIZE]
+                    [--send-timeout DURATION] [--response-buffer-size SIZE]
+                    [--log-level debug|info|warn|error]
 
   --config F                 StickyBackendPool YAML with spec.backend.endpoints; reloaded when it
                              changes (and on SIGHUP). Without it, the proxy waits for a routing
@@ -52,7 +55,31 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
   --shutdown-idle-grace      on SIGTERM, idle keep-alive connections stay open this long for
                              requests already on their way, then close cleanly (default 1s)
   --connections-per-endpoint keep-alive connections per endpoint at most (default 128)
+  --queue-size               requests that may wait for a busy endpoint's connection (default 1024);
+                             more get 503 at once (HAProxy maxqueue)
+  --queue-timeout            longest wait for a connection, then 503 + Retry-After (default 10s;
+                             HAProxy timeout queue)
+  --client-body-timeout      time a whole request body may take, then 408 (default 60s; HAProxy
+                             timeout http-request, nginx client_body_timeout)
+  --request-buffer-size      bodies up to this size are read whole before an endpoint is chosen, so
+                             a slow upload holds no endpoint connection (default 64k; nginx
+                             proxy_request_buffering / client_body_buffer_size). SIZE: 512, 64k, 1m
+  --send-timeout             a client that reads nothing this long is cut off (default 60s; nginx
+                             send_timeout)
+  --response-buffer-size     response bytes kept in memory for a slow reader before the endpoint is
+                             paused (default 256k; nginx proxy_buffers)
 `;
+
+/** A size in bytes, nginx style: `512`, `64k`, `1m` (powers of 1024). */
+const sizeSchema = z
+  .string()
+  .regex(/^[0-9]{1,10}[kKmM]?$/, 'a size such as 512, 64k or 1m')
+  .transform((s) => {
+    const unit = s.slice(-1).toLowerCase();
+    const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 * 1024 : 1;
+    return Number(mult === 1 ? s : s.slice(0, -1)) * mult;
+  })
+  .refine((n) => n >= 1 && n <= 1024 * 1024 * 1024, 'between 1 byte and 1g');
 
 const hostPort = z
   .string()
@@ -79,6 +106,12 @@ export const flagsSchema = z.object({
     .default('60s'),
   'shutdown-idle-grace': durationSchema.default('1s'),
   'connections-per-endpoint': z.coerce.number().int().min(1).max(10_000).default(128),
+  'queue-size': z.coerce.number().int().min(0).max(1_000_000).default(1024),
+  'queue-timeout': durationSchema.default('10s'),
+  'client-body-timeout': durationSchema.default('60s'),
+  'request-buffer-size': sizeSchema.prefault('64k'),
+  'send-timeout': durationSchema.default('60s'),
+  'response-buffer-size': sizeSchema.prefault('256k'),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
 
@@ -118,6 +151,12 @@ export async function main(argv: string[]): Promise<void> {
         'client-header-timeout': { type: 'string' },
         'shutdown-idle-grace': { type: 'string' },
         'connections-per-endpoint': { type: 'string' },
+        'queue-size': { type: 'string' },
+        'queue-timeout': { type: 'string' },
+        'client-body-timeout': { type: 'string' },
+        'request-buffer-size': { type: 'string' },
+        'send-timeout': { type: 'string' },
+        'response-buffer-size': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -176,17 +215,22 @@ export async function main(argv: string[]): Promise<void> {
     },
     metrics,
   );
-  const store = new TableStore((table, source) => {
-    upstreams.adopt(table);
-    metrics.tableRevision.set({ pool: table.pool }, table.revision);
-    metrics.tableSwaps.inc({ source });
-    log('info', 'routing table swapped in', {
-      pool: table.pool,
-      revision: table.revision,
-      source,
-      endpoints: table.endpoints.length,
-    });
-  });
+  const store = new TableStore(
+    (table, source) => {
+      metrics.tableRevision.set({ pool: table.pool }, table.revision);
+      metrics.tableSwaps.inc({ source });
+      log('info', 'routing table swapped in', {
+        pool: table.pool,
+        revision: table.revision,
+        source,
+        endpoints: table.endpoints.length,
+      });
+    },
+    (table) => {
+      const prepared = upstreams.prepare(table);
+      return () => upstreams.commit(prepared);
+    },
+  );
   let shuttingDown = false;
   const proxy = new ProxyServer({
     store,
@@ -200,6 +244,12 @@ export async function main(argv: string[]): Promise<void> {
       tunnelIdleTimeoutMs: parseDuration(flags['tunnel-timeout']),
       clientHeaderTimeoutMs: parseDuration(flags['client-header-timeout']),
       shutdownIdleGraceMs: parseDuration(flags['shutdown-idle-grace']),
+      queueSize: flags['queue-size'],
+      queueTimeoutMs: parseDuration(flags['queue-timeout']),
+      clientBodyTimeoutMs: parseDuration(flags['client-body-timeout']),
+      requestBufferBytes: flags['request-buffer-size'],
+      sendTimeoutMs: parseDuration(flags['send-timeout']),
+      responseBufferBytes: flags['response-buffer-size'],
     },
   });
   const admin = createAdminServer({

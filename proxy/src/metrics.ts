@@ -48,6 +48,12 @@ export class ProxyMetrics {
     labelNames: ['pool'] as const,
     registers: [this.registry],
   });
+  readonly retries = new Counter({
+    name: 'tether_proxy_retries_total',
+    help: 'Idempotent requests sent again on a new connection after theirs broke before any response byte.',
+    labelNames: ['pool'] as const,
+    registers: [this.registry],
+  });
   readonly openConnections = new Gauge({
     name: 'tether_proxy_open_connections',
     help: 'Client connections open to the proxy listener.',
@@ -119,6 +125,7 @@ export class ProxyMetrics {
     this.tableRevision.remove({ pool });
     this.openWebSockets.remove({ pool });
     this.redispatches.remove({ pool });
+    this.retries.remove({ pool });
     for (const outcome of AFFINITY_OUTCOMES) {
       for (const reason of PIN_REASONS) {
         this.affinity.remove({ pool, outcome, reason });

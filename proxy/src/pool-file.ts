@@ -32,7 +32,7 @@ export function parsePoolFile(text: string, revision: number): RoutingTable {
   try {
     table = buildRoutingTable(parsed.data, revision);
   } catch (err) {
-    throw invalid((err as Error).message);
+    throw invalid(err instanceof z.ZodError ? z.prettifyError(err) : (err as Error).message);
   }
   const unsupported = proxySupportProblems(table);
   if (unsupported.length > 0) throw invalid(unsupported.join('; '));
@@ -86,7 +86,13 @@ export class PoolFileSource {
     try {
       const result = this.store.offer(parsePoolFile(text, (this.store.current?.revision ?? 0) + 1), 'file');
       if (!result.accepted)
-        return { outcome: 'rejected', error: new TetherError('TETHER_STALE_REVISION', result.message) };
+        return {
+          outcome: 'rejected',
+          error: new TetherError(
+            result.reason === 'invalid' ? 'TETHER_INVALID_CONFIG' : 'TETHER_STALE_REVISION',
+            result.message,
+          ),
+        };
       return { outcome: result.changed ? 'swapped' : 'unchanged' };
     } catch (err) {
       return { outcome: 'rejected', error: err as TetherError };

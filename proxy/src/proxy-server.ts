@@ -9,12 +9,18 @@ import { createServer } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
-import type { Dispatcher } from 'undici';
+import type { Client, Dispatcher } from 'undici';
 import { formatRefusal, type Refusal, refusalForClientError, refusalForRequest } from './client-errors.ts';
-import { classifyUpstreamError, isConnectError, statusForError, TetherError } from './errors.ts';
+import {
+  classifyFailure,
+  classifyUpstreamError,
+  connectionWasUsed,
+  statusForError,
+  TetherError,
+} from './errors.ts';
 import { codeClass, type ProxyMetrics } from './metrics.ts';
 import { clientIpKey, findCookieValues, headerKey, resolveClientAddress } from './routing/affinity-key.ts';
-import type { CompiledEndpoint, CompiledTable } from './routing/compiled-table.ts';
+import type { CompiledTable } from './routing/compiled-table.ts';
 import { encodeAffinityCookie, SESSION_ID_BYTES } from './routing/cookie-codec.ts';
 import {
   buildUpstreamHeaders,
@@ -23,10 +29,17 @@ import {
   stripResponseHopHeaders,
 } from './routing/forwarded-headers.ts';
 import { cidrContains, parseIp } from './routing/ip.ts';
-import { type Decision, decideByCookie, decideByKey, redispatch } from './routing/pick-endpoint.ts';
+import {
+  type Decision,
+  decideByCookie,
+  decideByKey,
+  type EndpointView,
+  keepsPin,
+  redispatch,
+} from './routing/pick-endpoint.ts';
 import { formatSetCookie } from './routing/set-cookie.ts';
 import type { TableStore } from './table-store.ts';
-import type { EndpointRuntime, Upstreams } from './upstreams.ts';
+import type { EndpointRuntime, ServedTable, Upstreams } from './upstreams.ts';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
@@ -38,11 +51,11 @@ export interface ProxyServerOptions {
   cookieKeys: () => readonly KeyObject[];
   /** Log one line (JSON). */
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-  /** Timeouts of the listener and the WebSocket path; each defaults to {@link DEFAULT_LIMITS}. */
+  /** Timeouts and limits of the listener, the forwarding path and the WebSocket path; each defaults to {@link DEFAULT_LIMITS}. */
   limits?: Partial<ProxyLimits>;
 }
 
-/** Timeouts of the listener and the WebSocket path, all in ms; cli.ts maps flags onto them. */
+/** Timeouts (ms) and limits (bytes, requests) of the listener, the forwarding path and the WebSocket path; cli.ts maps flags onto them. */
 export interface ProxyLimits {
   /** TCP connect to an endpoint for a WebSocket handshake (HAProxy `timeout connect`, nginx `proxy_connect_timeout`). */
   connectTimeoutMs: number;
@@ -54,6 +67,18 @@ export interface ProxyLimits {
   clientHeaderTimeoutMs: number;
   /** On shutdown, how long idle keep-alive connections stay open for requests already on their way (HAProxy `close-spread-time`). */
   shutdownIdleGraceMs: number;
+  /** Requests that may wait for a connection of one endpoint (HAProxy `maxqueue`). */
+  queueSize: number;
+  /** How long a request may wait for a connection (HAProxy `timeout queue`); then 503. */
+  queueTimeoutMs: number;
+  /** Time a whole request body may take (HAProxy `timeout http-request`); then 408. */
+  clientBodyTimeoutMs: number;
+  /** Bodies up to this size, bytes, are read whole before an endpoint is chosen (nginx `proxy_request_buffering`). */
+  requestBufferBytes: number;
+  /** How long a write to a client that does not read may wait (nginx `send_timeout`); then the connection is cut. */
+  sendTimeoutMs: number;
+  /** Response bytes held in memory for a slow reader before the endpoint is paused (nginx `proxy_buffers`). */
+  responseBufferBytes: number;
 }
 
 /** The defaults of {@link ProxyLimits}; cli.ts's flag defaults are the same values. */
@@ -63,6 +88,12 @@ export const DEFAULT_LIMITS: Readonly<ProxyLimits> = {
   tunnelIdleTimeoutMs: 3_600_000,
   clientHeaderTimeoutMs: 60_000,
   shutdownIdleGraceMs: 1_000,
+  queueSize: 1024,
+  queueTimeoutMs: 10_000,
+  clientBodyTimeoutMs: 60_000,
+  requestBufferBytes: 64 * 1024,
+  sendTimeoutMs: 60_000,
+  responseBufferBytes: 256 * 1024,
 };
 
 /**
@@ -297,36 +328,107 @@ export class ProxyServer {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     if (this.closing) res.shouldKeepAlive = false;
-    const table = this.o.store.current;
-    if (table === undefined) {
+    const served = this.o.upstreams.current;
+    if (served === undefined) {
       this.fail(res, undefined, undefined, new TetherError('TETHER_NO_TABLE', 'no routing table loaded yet'));
       return;
     }
+    this.inflightRequests++;
+    const ex: Exchange = {
+      req,
+      res,
+      controller: undefined,
+      body: undefined,
+      bodyStarted: false,
+      bodyTimer: undefined,
+      answered: false,
+      retried: false,
+      redispatched: false,
+    };
+    // One listener for the whole exchange, retries included.
+    res.once('close', () => {
+      this.inflightRequests--;
+      clearTimeout(ex.bodyTimer);
+      if (!res.writableFinished)
+        ex.controller?.abort(new TetherError('TETHER_CLIENT_GONE', 'client went away'));
+    });
+    const hasBody =
+      req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+    if (hasBody) this.readBody(ex);
+    else this.start(ex);
+  }
+
+  /**
+   * Reads a request body before an endpoint is chosen, as nginx does
+   * (`proxy_request_buffering on`): a slow client then holds no connection
+   * to an endpoint. Bodies over `requestBufferBytes` are streamed from there
+   * on. Either way the whole body must arrive within `clientBodyTimeoutMs`
+   * (HAProxy `timeout http-request` with `http-buffer-request`), or the
+   * client gets 408 and the endpoint's request, if any, is cut.
+   */
+  private readBody(ex: Exchange): void {
+    const { req } = ex;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    ex.bodyTimer = setTimeout(() => this.bodyTooSlow(ex), this.limits.clientBodyTimeoutMs);
+    const onData = (c: Buffer): void => {
+      chunks.push(c);
+      size += c.length;
+      if (size > this.limits.requestBufferBytes) {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        req.pause();
+        req.once('end', () => clearTimeout(ex.bodyTimer));
+        ex.body = { kind: 'stream', prefix: chunks };
+        this.start(ex);
+      }
+    };
+    const onEnd = (): void => {
+      clearTimeout(ex.bodyTimer);
+      ex.body = { kind: 'buffer', data: Buffer.concat(chunks, size) };
+      this.start(ex);
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+  }
+
+  private bodyTooSlow(ex: Exchange): void {
+    const err = new TetherError(
+      'TETHER_BODY_TIMEOUT',
+      `request body not received within ${this.limits.clientBodyTimeoutMs} ms`,
+    );
+    ex.controller?.abort(err);
+    const table = this.o.upstreams.current?.table;
+    this.answer(ex, table, undefined, err);
+  }
+
+  /** Decides on an endpoint once the request (and a buffered body) is in. */
+  private start(ex: Exchange): void {
+    if (ex.answered || ex.res.destroyed) return;
+    const served = this.o.upstreams.current as ServedTable;
+    const table = served.table;
     const nowMs = Date.now();
-    const decision = this.decide(table, req, nowMs);
+    const decision = this.decide(table, ex.req, nowMs, served);
     this.o.metrics.countDecision(table.pool, decision.outcome, decision.reason);
     if (decision.endpoint === undefined) {
-      this.fail(
-        res,
+      this.answer(
+        ex,
         table,
         undefined,
         new TetherError('TETHER_NO_ENDPOINT', `no endpoint of pool ${table.pool} can take the request`),
       );
       return;
     }
-    this.inflightRequests++;
-    const exchange: Exchange = { controller: undefined };
-    // One listener for the whole exchange, redispatch included.
-    res.once('close', () => {
-      this.inflightRequests--;
-      if (!res.writableFinished) exchange.controller?.abort(new Error('client went away'));
-    });
-    this.forward(table, req, res, decision, decision.endpoint, 0, exchange);
+    this.forward(served, ex, decision, served.at(decision.endpoint.index), false);
   }
 
   /** The affinity decision for a request, by the table's affinity type. */
-  private decide(table: CompiledTable, req: IncomingMessage, nowMs: number): Decision {
-    const up = this.o.upstreams;
+  private decide(
+    table: CompiledTable,
+    req: IncomingMessage,
+    nowMs: number,
+    up: EndpointView = this.o.upstreams,
+  ): Decision {
     switch (table.affinityType) {
       case 'ClientIP': {
         const addr = resolveClientAddress(
@@ -364,36 +466,103 @@ export class ProxyServer {
     }
   }
 
+  /**
+   * One attempt to forward a request to `rt`'s endpoint.
+   *
+   * @param served - the table the attempt belongs to; `rt` is one of its runtimes.
+   * @param fresh - on a new connection of its own (the retry after a broken
+   *   keep-alive connection), not on one of the endpoint's pool.
+   */
   private forward(
-    table: CompiledTable,
-    req: IncomingMessage,
-    res: ServerResponse,
+    served: ServedTable,
+    ex: Exchange,
     decision: Decision,
-    ep: CompiledEndpoint,
-    attempt: number,
-    exchange: Exchange,
+    rt: EndpointRuntime,
+    fresh: boolean,
   ): void {
-    const rt = this.o.upstreams.at(ep.index);
-    const hasBody =
-      req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
-    const body = hasBody ? new PassThrough() : null;
+    const { req, res } = ex;
+    const table = served.table;
+    const ep = rt.endpoint;
+    const st = rt.state;
+    const limits = this.limits;
+    let dispatcher: Dispatcher = rt.pool;
+    let client: Client | undefined;
+    let queued = false;
+    let queueTimer: NodeJS.Timeout | undefined;
+    let cancelled = false;
+    if (fresh) {
+      client = this.o.upstreams.freshClient(rt);
+      dispatcher = client;
+    } else if (st.pooled >= this.o.upstreams.connectionsPerEndpoint) {
+      // Every connection of the endpoint is busy: wait in a bounded queue
+      // for a bounded time (HAProxy `maxqueue`, `timeout queue`).
+      if (st.queued >= limits.queueSize) {
+        this.answer(
+          ex,
+          table,
+          ep.id,
+          new TetherError('TETHER_QUEUE_FULL', `${st.queued} requests already wait for endpoint ${ep.id}`),
+        );
+        return;
+      }
+      queued = true;
+      st.queued++;
+      queueTimer = setTimeout(() => {
+        // The request stays in undici's queue (it has no handle to remove it
+        // before it starts); it is aborted the moment it gets a connection.
+        cancelled = true;
+        this.answer(
+          ex,
+          table,
+          ep.id,
+          new TetherError(
+            'TETHER_QUEUE_TIMEOUT',
+            `no connection to endpoint ${ep.id} within ${limits.queueTimeoutMs} ms`,
+          ),
+        );
+      }, limits.queueTimeoutMs);
+    }
+    if (!fresh) st.pooled++;
+    st.inflight++;
+    const streamBody = ex.body?.kind === 'stream' ? new PassThrough() : null;
     const hop = this.hopOf(table, req);
     const setCookie = this.setCookieHeader(table, decision, hop, req);
     const started = performance.now();
-    rt.inflight++;
+    let sendTimer: NodeJS.Timeout | undefined;
     let finished = false;
     const finish = (): void => {
       if (finished) return;
       finished = true;
-      rt.inflight--;
+      st.inflight--;
+      if (!fresh) st.pooled--;
+      if (queued) {
+        queued = false;
+        st.queued--;
+        clearTimeout(queueTimer);
+      }
+      clearTimeout(sendTimer);
+      client?.close().catch(() => {});
     };
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart: (controller) => {
-        exchange.controller = controller;
-        if (res.destroyed) controller.abort(new Error('client went away'));
-        // The body flows only once a connection exists: a connect failure
-        // leaves it unread, so redispatch can still send it.
-        else if (body !== null) req.pipe(body);
+        if (queued) {
+          queued = false;
+          st.queued--;
+          clearTimeout(queueTimer);
+        }
+        if (cancelled || ex.answered || res.destroyed) {
+          controller.abort(new TetherError('TETHER_CLIENT_GONE', 'request already answered'));
+          return;
+        }
+        ex.controller = controller;
+        // A streamed body flows only once a connection exists: a connect
+        // failure leaves it unread, so redispatch can still send it.
+        if (streamBody !== null && ex.body?.kind === 'stream') {
+          ex.bodyStarted = true;
+          for (const c of ex.body.prefix) streamBody.write(c);
+          req.pipe(streamBody);
+          req.resume();
+        }
       },
       onResponseStart: (controller, statusCode, headers, statusMessage) => {
         stripResponseHopHeaders(headers as Record<string, string | string[]>);
@@ -410,9 +579,20 @@ export class ProxyServer {
         }
       },
       onResponseData: (controller, chunk) => {
-        if (!res.write(chunk)) {
+        // Up to responseBufferBytes wait in memory for a slow reader (nginx
+        // `proxy_buffering`), so most answers free the endpoint's connection
+        // at once; past that, the endpoint is paused, and a client that
+        // reads nothing for sendTimeoutMs is cut (nginx `send_timeout`).
+        if (!res.write(chunk) && res.writableLength >= limits.responseBufferBytes) {
           controller.pause();
-          res.once('drain', () => controller.resume());
+          sendTimer = setTimeout(() => {
+            controller.abort(new TetherError('TETHER_SEND_TIMEOUT', 'client reads too slowly'));
+            res.destroy();
+          }, limits.sendTimeoutMs);
+          res.once('drain', () => {
+            clearTimeout(sendTimer);
+            controller.resume();
+          });
         }
       },
       onResponseEnd: () => {
@@ -430,45 +610,157 @@ export class ProxyServer {
       },
       onResponseError: (_controller, err) => {
         finish();
-        body?.destroy();
-        if (res.destroyed) return; // the client left; nothing to answer
-        if (!res.headersSent) {
-          const connectFailed = isConnectError(err);
-          if (connectFailed || (err as { code?: string }).code !== 'UND_ERR_ABORTED')
-            this.o.upstreams.recordFailure(rt);
-          // Redispatch once (HAProxy `option redispatch`, `retries 1`): only when
-          // nothing reached the endpoint, so even a POST is safe to resend.
-          // Under Reject a kept pin is never moved (nginx-sticky `no_fallback`).
-          const mayMove = !(table.rejectOnFailure && decision.outcome === 'hit');
-          if (connectFailed && attempt === 0 && mayMove && !req.readableDidRead) {
-            const next = redispatch(table, decision, ep, this.o.upstreams, Date.now());
-            if (next.endpoint === undefined) {
-              // Nowhere to go: the refused connection is the truer answer than "no endpoint".
-              this.fail(res, table, ep.id, classifyUpstreamError(err));
-              return;
-            }
-            this.o.metrics.redispatches.inc({ pool: table.pool });
-            this.o.metrics.countDecision(table.pool, next.outcome, next.reason);
-            this.forward(table, req, res, next, next.endpoint, 1, exchange);
-            return;
-          }
-          this.fail(res, table, ep.id, classifyUpstreamError(err));
+        streamBody?.destroy();
+        if (ex.answered || res.destroyed) return; // answered already, or the client left
+        if (res.headersSent) {
+          // Headers already went out: the only honest signal left is a cut connection.
+          res.destroy(err);
           return;
         }
-        // Headers already went out: the only honest signal left is a cut connection.
-        res.destroy(err);
+        this.attemptFailed(served, ex, decision, rt, fresh, err);
       },
     };
-    rt.pool.dispatch(
+    dispatcher.dispatch(
       {
         path: req.url as string,
         method: req.method as Dispatcher.HttpMethod,
-        headers: buildUpstreamHeaders(req.rawHeaders, hop),
-        body,
+        headers: this.upstreamHeaders(req, hop),
+        body: ex.body === undefined ? null : ex.body.kind === 'buffer' ? ex.body.data : streamBody,
         idempotent: IDEMPOTENT.has(req.method ?? ''),
+        ...(fresh ? { reset: true } : {}),
       },
       handler,
     );
+  }
+
+  /** The endpoint's request headers; `Expect` is dropped: Node already answered the client's 100-continue. */
+  private upstreamHeaders(req: IncomingMessage, hop: Hop): string[] {
+    const headers = buildUpstreamHeaders(req.rawHeaders, hop);
+    if (req.headers.expect === undefined) return headers;
+    const out: string[] = [];
+    for (let i = 0; i < headers.length; i += 2)
+      if ((headers[i] as string).toLowerCase() !== 'expect')
+        out.push(headers[i] as string, headers[i + 1] as string);
+    return out;
+  }
+
+  /**
+   * What to do after an attempt failed before any response byte reached the
+   * client. Only a failure of the endpoint itself counts against its
+   * passive health ({@link classifyFailure}); what follows:
+   *
+   * - connect failed (nothing sent): redispatch once (HAProxy `option
+   *   redispatch`), even a POST;
+   * - the connection broke before an answer, idempotent method, body in
+   *   hand: retry once on a new connection, to the same endpoint while the
+   *   table served now keeps the client there, else to the re-pin. A broken
+   *   reused keep-alive connection is not held against the endpoint (RFC
+   *   9112 §9.6 race); a new connection that breaks is, and then the
+   *   request is redispatched once to the re-pin (at most three sends);
+   * - a non-idempotent request that may have reached the endpoint is never
+   *   sent again (nginx `proxy_next_upstream` without `non_idempotent`).
+   *
+   * Retries and redispatches use the table served *now*, with its own
+   * runtimes: the failed endpoint is named by id, never by an index of the
+   * table the request started with.
+   */
+  private attemptFailed(
+    served: ServedTable,
+    ex: Exchange,
+    decision: Decision,
+    rt: EndpointRuntime,
+    fresh: boolean,
+    err: Error,
+  ): void {
+    const { req, res } = ex;
+    const table = served.table;
+    const ep = rt.endpoint;
+    const kind = classifyFailure(err);
+    const replayable = ex.body === undefined || ex.body.kind === 'buffer' || !ex.bodyStarted;
+    // Under Reject a kept pin is never moved (nginx-sticky `no_fallback`).
+    const mayMove = !(table.rejectOnFailure && decision.outcome === 'hit');
+    const now = this.o.upstreams.current ?? served;
+    switch (kind) {
+      case 'connect':
+      case 'unsent': {
+        if (kind === 'connect') this.o.upstreams.recordFailure(rt);
+        if (!ex.redispatched && mayMove && replayable) {
+          ex.redispatched = true;
+          const next = redispatch(now.table, decision, ep.id, now, Date.now());
+          if (next.endpoint !== undefined) {
+            this.o.metrics.redispatches.inc({ pool: now.table.pool });
+            this.o.metrics.countDecision(now.table.pool, next.outcome, next.reason);
+            this.forward(now, ex, next, now.at(next.endpoint.index), false);
+            return;
+          }
+        }
+        // Nowhere to go: the refused connection is the truer answer than "no endpoint".
+        this.answer(ex, table, ep.id, classifyUpstreamError(err));
+        return;
+      }
+      case 'reset': {
+        const idempotent = replayable && IDEMPOTENT.has(req.method ?? '');
+        if (fresh || !connectionWasUsed(err)) this.o.upstreams.recordFailure(rt);
+        if (fresh && ex.retried && !ex.redispatched && idempotent && mayMove) {
+          // The new connection broke too (an endpoint dying as the retry went
+          // out: its listener still took the connection): the endpoint is
+          // bad, so the client moves, once (HAProxy redispatches on its last retry).
+          ex.redispatched = true;
+          const next = redispatch(now.table, decision, ep.id, now, Date.now());
+          if (next.endpoint !== undefined) {
+            this.o.metrics.redispatches.inc({ pool: now.table.pool });
+            this.o.metrics.countDecision(now.table.pool, next.outcome, next.reason);
+            this.forward(now, ex, next, now.at(next.endpoint.index), false);
+            return;
+          }
+        }
+        if (!ex.retried && idempotent) {
+          ex.retried = true;
+          const same = now.byId(ep.id);
+          const nowMs = Date.now();
+          if (same !== undefined && keepsPin(now.table, same.endpoint, now, nowMs) === 'none') {
+            this.o.metrics.retries.inc({ pool: now.table.pool });
+            this.forward(now, ex, decision, same, true);
+            return;
+          }
+          if (mayMove) {
+            const next = redispatch(now.table, decision, ep.id, now, nowMs);
+            if (next.endpoint !== undefined) {
+              this.o.metrics.retries.inc({ pool: now.table.pool });
+              this.o.metrics.countDecision(now.table.pool, next.outcome, next.reason);
+              this.forward(now, ex, next, now.at(next.endpoint.index), true);
+              return;
+            }
+          }
+        }
+        this.answer(ex, table, ep.id, classifyUpstreamError(err));
+        return;
+      }
+      case 'timeout':
+      case 'protocol':
+        this.o.upstreams.recordFailure(rt);
+        this.answer(ex, table, ep.id, classifyUpstreamError(err));
+        return;
+      case 'aborted':
+        if (!res.destroyed) this.answer(ex, table, ep.id, classifyUpstreamError(err));
+        return;
+      default:
+        // undici refused the request as given, or something the endpoint did not do: never its fault.
+        this.answer(ex, table, ep.id, classifyUpstreamError(err));
+    }
+  }
+
+  /** Answers an exchange with an error of the proxy, once. */
+  private answer(
+    ex: Exchange,
+    table: CompiledTable | undefined,
+    endpoint: string | undefined,
+    err: TetherError,
+  ): void {
+    if (ex.answered) return;
+    ex.answered = true;
+    clearTimeout(ex.bodyTimer);
+    this.fail(ex.res, table, endpoint, err);
   }
 
   /** The Set-Cookie value a decision calls for, or undefined. */
@@ -513,7 +805,7 @@ export class ProxyServer {
         endpoint: endpoint ?? '',
         code_class: codeClass(status),
       });
-    if (status !== 503)
+    if (status >= 500 && status !== 503)
       this.o.log('warn', 'upstream error', {
         pool: table?.pool,
         endpoint,
@@ -525,11 +817,16 @@ export class ProxyServer {
       return;
     }
     const body = `${status} ${err.code}\n`;
+    // A request refused or cut short may have body bytes still coming: close
+    // rather than read them as the next request.
+    const close = status === 400 || status === 408 || !res.req.complete;
+    if (close) res.shouldKeepAlive = false;
     res.writeHead(status, {
       'content-type': 'text/plain; charset=utf-8',
       'content-length': Buffer.byteLength(body),
       'x-tether-error': err.code,
       ...(status === 503 ? { 'retry-after': '1' } : {}),
+      ...(close ? { connection: 'close' } : {}),
     });
     res.end(body);
   }
@@ -542,15 +839,17 @@ export class ProxyServer {
    */
   private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     socket.on('error', () => socket.destroy());
-    const table = this.o.store.current;
+    // The served table, not the store's: its runtimes are indexed like its endpoints.
+    const served = this.o.upstreams.current;
     const refuse = (r: Refusal): void => {
       if (socket.writable) socket.end(formatRefusal(r));
       else socket.destroy();
     };
-    if (table === undefined || this.closing) {
-      refuse({ status: 503, code: table === undefined ? 'TETHER_NO_TABLE' : 'TETHER_SHUTTING_DOWN' });
+    if (served === undefined || this.closing) {
+      refuse({ status: 503, code: served === undefined ? 'TETHER_NO_TABLE' : 'TETHER_SHUTTING_DOWN' });
       return;
     }
+    const table = served.table;
     const upgrade = (req.headers.upgrade ?? '').toLowerCase();
     const bad = refusalForRequest(req.httpVersion, req.url);
     if (bad !== undefined || req.method !== 'GET' || upgrade !== 'websocket') {
@@ -558,7 +857,7 @@ export class ProxyServer {
       refuse(bad ?? { status: 400, code: 'TETHER_BAD_UPGRADE' });
       return;
     }
-    const decision = this.decide(table, req, Date.now());
+    const decision = this.decide(table, req, Date.now(), served);
     this.o.metrics.countDecision(table.pool, decision.outcome, decision.reason);
     const ep = decision.endpoint;
     if (ep === undefined) {
@@ -573,7 +872,7 @@ export class ProxyServer {
       clientGone: false,
     };
     this.handshakes.set(req, hs);
-    const rt: EndpointRuntime = this.o.upstreams.at(ep.index);
+    const rt: EndpointRuntime = served.at(ep.index);
     rt.inflight++;
     this.webSockets.add(socket);
     this.o.metrics.openWebSockets.inc({ pool: table.pool });
@@ -676,10 +975,27 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
-/** The undici request of a client exchange now under way, so a client that leaves can abort it. */
+/** One client request and its attempts (the first, a retry, a redispatch). */
 interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** The undici request now under way, so a client that leaves can abort it. */
   controller: Dispatcher.DispatchController | undefined;
+  /** The request body: none, read whole (replayable), or a read prefix and the rest still in `req`. */
+  body: { kind: 'buffer'; data: Buffer } | { kind: 'stream'; prefix: Buffer[] } | undefined;
+  /** A streamed body began to flow to an endpoint: it cannot be sent again. */
+  bodyStarted: boolean;
+  /** Fires when the body takes longer than allowed. */
+  bodyTimer: NodeJS.Timeout | undefined;
+  /** The proxy answered the client itself (an error); later attempt events are ignored. */
+  answered: boolean;
+  /** The one retry after a broken connection was used. */
+  retried: boolean;
+  /** The one redispatch after a failed connect was used. */
+  redispatched: boolean;
 }
+
+/** Limits on slow clients and busy endpoints; see the README's "Timeouts and limits". */
 
 // Random session ids come from a block refilled every 512 ids: one
 // randomBytes call per id costs about as much as the HMAC that signs it.

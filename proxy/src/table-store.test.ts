@@ -79,3 +79,28 @@ describe('TableStore.offer', () => {
     }
   });
 });
+
+describe('TableStore.offer is all or nothing', () => {
+  it('a table whose preparation throws is refused (invalid) and the served table stays, unswapped', () => {
+    const swaps: number[] = [];
+    const served: number[] = [];
+    const store = new TableStore(
+      (t) => swaps.push(t.revision),
+      (t) => {
+        if (t.revision === 6) throw new Error('no pool for this origin');
+        return () => served.push(t.revision);
+      },
+    );
+    expect(store.offer(table(5), 'admin')).toMatchObject({ accepted: true, changed: true });
+    const before = store.current;
+    const r = store.offer(table(6, 'shop', [3]), 'admin');
+    expect(r).toMatchObject({ accepted: false, reason: 'invalid' });
+    expect(r.accepted ? '' : r.message).toContain('no pool for this origin');
+    expect(store.current).toBe(before);
+    expect(swaps).toEqual([5]);
+    expect(served).toEqual([5]);
+    // The next good table applies as usual.
+    expect(store.offer(table(7), 'admin')).toMatchObject({ accepted: true, changed: true });
+    expect(served).toEqual([5, 7]);
+  });
+});

@@ -12,15 +12,28 @@ export type TableSource = 'file' | 'admin';
 
 export type OfferResult =
   | { accepted: true; changed: boolean; table: CompiledTable }
-  | { accepted: false; reason: 'stale' | 'wrong_pool'; message: string };
+  | { accepted: false; reason: 'stale' | 'wrong_pool' | 'invalid'; message: string };
+
+/**
+ * Builds what serving a table needs (pools, runtimes) without serving it,
+ * and returns the step that serves it. Throws when the table cannot be
+ * served; the step it returns must not throw.
+ */
+export type PrepareTable = (table: CompiledTable) => () => void;
 
 export class TableStore {
   private table: CompiledTable | undefined;
   private readonly onSwap: (table: CompiledTable, source: TableSource) => void;
+  private readonly prepare: PrepareTable | undefined;
 
-  /** @param onSwap - called after each swap, before the next request sees the table. */
-  constructor(onSwap: (table: CompiledTable, source: TableSource) => void) {
+  /**
+   * @param onSwap - called after each swap, before the next request sees the table.
+   * @param prepare - run before a swap; when it throws, the offer is rejected
+   *   (`invalid`) and the served table is left as it was.
+   */
+  constructor(onSwap: (table: CompiledTable, source: TableSource) => void, prepare?: PrepareTable) {
     this.onSwap = onSwap;
+    this.prepare = prepare;
   }
 
   get current(): CompiledTable | undefined {
@@ -64,8 +77,21 @@ export class TableStore {
         }
       }
     }
-    const compiled = compileTable(next, cur, Date.now());
+    // All or nothing: everything that can fail happens before the swap.
+    let compiled: CompiledTable;
+    let serve: (() => void) | undefined;
+    try {
+      compiled = compileTable(next, cur, Date.now());
+      serve = this.prepare?.(compiled);
+    } catch (err) {
+      return {
+        accepted: false,
+        reason: 'invalid',
+        message: `table cannot be applied: ${err instanceof Error ? err.message : String(err)}`,
+      };
+    }
     this.table = compiled;
+    serve?.();
     this.onSwap(compiled, source);
     return { accepted: true, changed: true, table: compiled };
   }

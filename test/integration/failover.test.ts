@@ -147,7 +147,12 @@ describe('failover and redispatch', () => {
       );
     await waitFor(async () => (await metric('hc-a')) && (await metric('hc-b')), 5_000, 'both healthy');
     sick = true;
-    await waitFor(async () => !(await metric('hc-a')), 5_000, 'endpoints marked down');
+    // Each endpoint's checks run on their own timer: wait for both, not just the first.
+    await waitFor(
+      async () => !(await metric('hc-a')) && !(await metric('hc-b')),
+      5_000,
+      'endpoints marked down',
+    );
     // Both down: nothing healthy to route to.
     expect((await get(`${proxy.url}/`)).status).toBe(503);
     sick = false;

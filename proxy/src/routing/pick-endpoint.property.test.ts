@@ -112,9 +112,8 @@ const randomKey = (): string => `random-${++sid}`;
 
 /**
  * Redispatch after `failed` (an endpoint of the decision's table) broke, in
- * `table`, the table in force now, with its view. The one call to adapt when
- * redispatch's signature changes (issue 7 item 2 names the failed endpoint by
- * id: pass `failed.id`).
+ * `table`, the table in force now, with its view. The failed endpoint is named
+ * by id: its index means nothing in another table.
  */
 function redispatchAfter(
   table: CompiledTable,
@@ -123,7 +122,7 @@ function redispatchAfter(
   view: EndpointView,
   nowMs: number,
 ): Decision {
-  return redispatch(table, d, failed, view, nowMs);
+  return redispatch(table, d, failed.id, view, nowMs);
 }
 
 /**
@@ -225,13 +224,11 @@ describe('routing core (property)', () => {
     );
   });
 
-  // Issue 7 item 2 (part A): a request that began on one table and redispatches
-  // after a swap must skip the endpoint that failed, by identity, in the table
-  // in force. Today redispatch excludes by the old table's index, so it can
-  // pick the failed endpoint again (or, in the proxy, index past the new
-  // table's end). `it.fails` until that fix is merged: then pass `failed.id`
-  // in redispatchAfter and make this an `it`.
-  it.fails('a redispatch across a table swap never picks the endpoint that failed, and stays in the table in force', () => {
+  // Issue 7 item 2: a request that began on one table and redispatches after a
+  // swap must skip the endpoint that failed, by identity, in the table in
+  // force. Excluding by the old table's index picked the failed endpoint again
+  // (or, in the proxy, indexed past the new table's end).
+  it('a redispatch across a table swap never picks the endpoint that failed, and stays in the table in force', () => {
     const swapped = routingTable
       .filter((t) => t.endpoints.length >= 2)
       .chain((t) =>

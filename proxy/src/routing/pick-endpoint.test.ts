@@ -298,7 +298,7 @@ describe('redispatch', () => {
   it('moves to the next choice, keeps the session, and re-tags the cookie', () => {
     const t = table();
     const d = decideByCookie(t, { values: [], keys, nowMs: T0, freshSessionId: fresh }, view([], {}, t));
-    const r = redispatch(t, d, d.endpoint!, view([], {}, t), T0);
+    const r = redispatch(t, d, d.endpoint!.id, view([], {}, t), T0);
     expect(r.endpoint?.id).not.toBe(d.endpoint?.id);
     expect(r).toMatchObject({ outcome: 'repin', reason: 'redispatch' });
     expect(r.setCookie?.sessionId).toBe(d.setCookie?.sessionId);
@@ -307,5 +307,12 @@ describe('redispatch', () => {
       ok: true,
       cookie: { endpointTag: r.endpoint!.tag },
     });
+  });
+
+  it('in a newer table the failed endpoint is found by id; one the table lacks excludes nothing', () => {
+    const t = table();
+    const d = decideByCookie(t, { values: [], keys, nowMs: T0, freshSessionId: fresh }, view([], {}, t));
+    const r = redispatch(t, d, 'no-such-endpoint', view([], {}, t), T0);
+    expect(r.endpoint?.id).toBe(d.endpoint?.id);
   });
 });

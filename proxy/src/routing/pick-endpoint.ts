@@ -257,16 +257,22 @@ export function decideByKey(
 
 /**
  * Redispatch (HAProxy `option redispatch`, once): the next choice for a key
- * after the connection to `failed` broke before any byte was sent.
+ * after the connection to the endpoint `failedId` broke.
+ *
+ * `table` may be a newer table than the one the request started with (the
+ * proxy redispatches in the table served now, with that table's view):
+ * the failed endpoint is named by id, never by an index of another table,
+ * and is skipped when this table still has it.
  */
 export function redispatch(
   table: CompiledTable,
   previous: Decision,
-  failed: CompiledEndpoint,
+  failedId: string,
   view: EndpointView,
   nowMs: number,
 ): Decision {
-  const endpoint = chooseEndpoint(table, previous.key, view, nowMs, failed.index);
+  const exclude = table.endpoints.findIndex((e) => e.id === failedId);
+  const endpoint = chooseEndpoint(table, previous.key, view, nowMs, exclude);
   const setCookie =
     previous.session !== undefined && endpoint !== undefined
       ? { ...previous.session, endpointTag: endpoint.tag }
