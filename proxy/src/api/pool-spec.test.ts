@@ -77,6 +77,17 @@ describe('StickyBackendPool schema', () => {
       spec: { backend: { endpoints: [{ address: '300.1.1.1', port: 80 }] } },
       path: 'backend.endpoints.0.address',
     },
+    {
+      // The proxy does no DNS: a name here would pass the spec and fail as a routing table.
+      desc: 'a host name as address',
+      spec: { backend: { endpoints: [{ address: 'shop.example', port: 80 }] } },
+      path: 'backend.endpoints.0.address',
+    },
+    {
+      desc: 'an IPv6 zone id',
+      spec: { backend: { endpoints: [{ address: 'fe80::1%eth0', port: 80 }] } },
+      path: 'backend.endpoints.0.address',
+    },
   ])('refuses $desc, naming $path', ({ spec, path }) => {
     const r = stickyBackendPoolSchema.safeParse({ ...base, spec });
     expect(r.success).toBe(false);

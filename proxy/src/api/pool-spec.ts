@@ -6,9 +6,27 @@
  * Field names follow Gateway API GEP-1619 (session persistence) where it has
  * them: `absoluteTimeout`, `idleTimeout`, `lifetimeType`.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
-import { parseCidr, parseIp } from '../routing/ip.ts';
+import { parseCidr } from '../routing/ip.ts';
 import { DURATION_PATTERN, parseDuration } from './duration.ts';
+
+/**
+ * An endpoint address: an IP literal the proxy dials as is (IPv4 dotted quad,
+ * or IPv6 without brackets). No host names: the proxy does no DNS (in a
+ * cluster, EndpointSlices carry addresses; a static endpoint behind a name
+ * would silently move when the name does). No URLs, ports or IPv6 zone ids
+ * (`fe80::1%eth0` names an interface of one machine). One rule for the pool
+ * spec and the routing table, so whatever the spec admits a proxy can serve.
+ */
+export const endpointAddressSchema = z
+  .string()
+  .min(1)
+  .max(45)
+  .refine(
+    (a) => isIP(a) !== 0 && !a.includes('%'),
+    'must be an IPv4 or IPv6 address literal (no host name, URL, port or zone id)',
+  );
 
 export const API_GROUP = 'tether.dev';
 export const API_VERSION = `${API_GROUP}/v1alpha1`;
@@ -39,9 +57,7 @@ export const staticEndpointSchema = z.object({
     .max(253)
     .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/)
     .optional(),
-  address: z
-    .string()
-    .refine((a) => parseIp(a) !== undefined || isHostname(a), 'an IPv4/IPv6 address or a DNS name'),
+  address: endpointAddressSchema,
   port: z.number().int().min(1).max(65535),
   weight: z.number().int().min(1).max(1000).default(1),
   zone: z.string().max(63).optional(),
@@ -203,12 +219,4 @@ export function checkSpecDurations(spec: PoolSpec): string[] {
     problems.push('healthCheck.active.timeout must be shorter than interval');
   }
   return problems;
-}
-
-function isHostname(s: string): boolean {
-  // All-numeric names are malformed IPv4 addresses, not hosts ("300.1.1.1").
-  if (/^[0-9.]+$/.test(s)) return false;
-  return /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(
-    s,
-  );
 }

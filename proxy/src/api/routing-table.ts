@@ -3,11 +3,11 @@
  * proxy (consumer, owner of this schema). The operator imports it through one
  * re-export; see the architecture's "The routing table" section.
  */
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import {
   affinitySchema,
   drainingSchema,
+  endpointAddressSchema,
   healthCheckSchema,
   type PoolSpec,
   type StickyBackendPool,
@@ -22,20 +22,8 @@ export const tableEndpointSchema = z.object({
     .min(1)
     .max(253)
     .regex(/^[A-Za-z0-9[][A-Za-z0-9._:/[\]-]*$/),
-  /**
-   * An IP literal the proxy dials as is: IPv4 dotted quad or IPv6 without
-   * brackets. No host names (the proxy does no DNS: EndpointSlices carry
-   * addresses), no URLs, no ports, no IPv6 zone ids (`fe80::1%eth0`: a
-   * link-local scope names an interface of one machine, not of the pod).
-   */
-  address: z
-    .string()
-    .min(1)
-    .max(45)
-    .refine(
-      (a) => isIP(a) !== 0 && !a.includes('%'),
-      'must be an IPv4 or IPv6 address literal (no host name, URL, port or zone id)',
-    ),
+  /** An IP literal the proxy dials as is (see {@link endpointAddressSchema}). */
+  address: endpointAddressSchema,
   port: z.number().int().min(1).max(65535),
   zone: z.string().max(63).optional(),
   /** `Draining`: keeps pinned clients until `draining.timeout`, gets no new pins. */
