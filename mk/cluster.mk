@@ -22,6 +22,7 @@ cluster-down: deps
 cluster-status: deps
 	@$(CONTROL_PLANE_DIR)/cluster.sh status
 
-## test-e2e: smoke/e2e tests against a fresh control plane
+## test-e2e: e2e tests against a fresh test cluster, all inside a private
+## network namespace (pod IPs are local there and never leave the machine)
 test-e2e: deps debs tools
-	$(VITEST) run --project e2e
+	test/cluster/in-netns.sh $(VITEST) run --project e2e
