@@ -30,10 +30,20 @@
  *   `<container>.log` and `events.log` (started, SIGTERM, SIGKILL, exited).
  * - Namespace per test: test/e2e/support.ts `useNamespace()`.
  */
+
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
+import { freePort } from '../../tools/free-port.ts';
 import {
   type ControlPlane,
   type ControlPlaneInfo,
@@ -48,7 +58,6 @@ import {
   stopProcessGroup,
   waitFor,
 } from '../control-plane/control-plane.ts';
-import { freePort } from '../../tools/free-port.ts';
 import { defaultImageTable, type ImageRule } from './images.ts';
 import { type PodRunner, startPodRunner } from './pod-runner.ts';
 
@@ -128,7 +137,8 @@ export function parseCidr(cidr: string): { base: number; bits: number } {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
   const octets = m ? m.slice(1, 5).map(Number) : [];
   const bits = m ? Number(m[5]) : -1;
-  if (!m || octets.some((o) => o > 255) || bits > 32) throw new Error(`not an IPv4 CIDR: ${JSON.stringify(cidr)}`);
+  if (!m || octets.some((o) => o > 255) || bits > 32)
+    throw new Error(`not an IPv4 CIDR: ${JSON.stringify(cidr)}`);
   const addr = octets.reduce((a, o) => a * 256 + o, 0);
   const size = 2 ** (32 - bits);
   return { base: addr - (addr % size), bits };
@@ -159,7 +169,7 @@ export async function checkNetwork(podRange: string, nodes: readonly NodeSpec[])
   const host = readlinkSafe('/proc/1/ns/net');
   if (own !== undefined && own === host) {
     throw new Error(
-      'the test cluster must run in a private network namespace, not the host\'s (pod IPs would leave the machine): ' +
+      "the test cluster must run in a private network namespace, not the host's (pod IPs would leave the machine): " +
         'run it through test/cluster/in-netns.sh (make test-e2e and make cluster-up do)',
     );
   }
@@ -215,7 +225,9 @@ export function kwokConfig(stagesDir: string, delayMs: number, jitterMs: number)
   const docs: unknown[] = [
     { apiVersion: 'config.kwok.x-k8s.io/v1alpha1', kind: 'KwokConfiguration', options: {} },
   ];
-  for (const file of readdirSync(stagesDir).filter((f) => f.endsWith('.yaml')).sort()) {
+  for (const file of readdirSync(stagesDir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()) {
     for (const doc of parseAllDocuments(readFileSync(join(stagesDir, file), 'utf8'))) {
       const stage = doc.toJS() as {
         kind?: string;
@@ -239,7 +251,8 @@ export function kwokConfig(stagesDir: string, delayMs: number, jitterMs: number)
       docs.push(stage);
     }
   }
-  if (docs.length < 4) throw new Error(`no KWOK stage files in ${stagesDir} (run test/control-plane/build.sh)`);
+  if (docs.length < 4)
+    throw new Error(`no KWOK stage files in ${stagesDir} (run test/control-plane/build.sh)`);
   return docs.map((d) => stringify(d)).join('---\n');
 }
 
@@ -268,7 +281,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const bins = clusterBinaryPaths(binDir);
   for (const [name, path] of Object.entries(bins)) {
     const ok = name === 'kwokStages' ? existsSync(path) : isExecutable(path);
-    if (!ok) throw new Error(`${name} binary missing: ${path} (run test/control-plane/build.sh or make tools)`);
+    if (!ok)
+      throw new Error(`${name} binary missing: ${path} (run test/control-plane/build.sh or make tools)`);
   }
   await checkNetwork(podRange, nodes);
 
@@ -303,7 +317,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       key: readFileSync(join(pki, 'admin.key'), 'utf8'),
     };
     const [kcmPort = 0, schedPort = 0, kwokPort = 0] = await ports(3);
-    const serving = [`--tls-cert-file=${join(pki, 'kube-apiserver.crt')}`, `--tls-private-key-file=${join(pki, 'kube-apiserver.key')}`];
+    const serving = [
+      `--tls-cert-file=${join(pki, 'kube-apiserver.crt')}`,
+      `--tls-private-key-file=${join(pki, 'kube-apiserver.key')}`,
+    ];
 
     const kcm = startServer(
       bins.kubeControllerManager,

@@ -78,7 +78,11 @@ export function findImage(table: readonly ImageRule[], image: string | undefined
  * Here `command[0]` must name one of the image's entry points.
  * @throws Error naming the known commands if `command[0]` is not one of them.
  */
-export function buildArgv(rule: ImageRule, command: string[] | undefined, args: string[] | undefined): string[] {
+export function buildArgv(
+  rule: ImageRule,
+  command: string[] | undefined,
+  args: string[] | undefined,
+): string[] {
   if (command && command.length > 0) {
     const name = basename(command[0]!);
     const entry = rule.commands[name];
@@ -90,7 +94,8 @@ export function buildArgv(rule: ImageRule, command: string[] | undefined, args: 
     return [...entry, ...command.slice(1), ...(args ?? [])];
   }
   const entry = rule.commands[rule.defaultCommand];
-  if (!entry) throw new Error(`image ${rule.name}: default command ${rule.defaultCommand} is not in its table`);
+  if (!entry)
+    throw new Error(`image ${rule.name}: default command ${rule.defaultCommand} is not in its table`);
   return [...entry, ...(args ?? [])];
 }
 

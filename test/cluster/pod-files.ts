@@ -53,7 +53,9 @@ export function writeAtomic(dir: string, files: Files): boolean {
   for (const p of Object.keys(files)) {
     const n = posix.normalize(p);
     if (posix.isAbsolute(p) || n.startsWith('..') || n.startsWith('.')) {
-      throw new Error(`volume file path ${JSON.stringify(p)} must be relative and must not start with '.' or '..'`);
+      throw new Error(
+        `volume file path ${JSON.stringify(p)} must be relative and must not start with '.' or '..'`,
+      );
     }
   }
   mkdirSync(dir, { recursive: true });

@@ -198,7 +198,8 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
   const writeVolumes = (pod: V1Pod, m: Managed, containers: V1Container[]): boolean => {
     const plans: Array<{ plan: VolumePlan; container: V1Container }> = [];
     try {
-      for (const c of containers) for (const plan of planVolumes(pod, c, lookup)) plans.push({ plan, container: c });
+      for (const c of containers)
+        for (const plan of planVolumes(pod, c, lookup)) plans.push({ plan, container: c });
     } catch (err) {
       if (err instanceof MissingObjectError) {
         note(m.uid, `pod ${m.namespace}/${m.name}: waiting for ${err.message}`);
@@ -230,7 +231,10 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
       .filter((x): x is { c: V1Container; rule: ImageRule } => x.rule !== undefined);
     if (known.length === 0) {
       const images = (pod.spec?.containers ?? []).map((c) => c.image).join(', ');
-      note(uid, `pod ${ns}/${name}: image ${images} unknown to the pod runner, left to KWOK (known: ${describeTable(opts.images)})`);
+      note(
+        uid,
+        `pod ${ns}/${name}: image ${images} unknown to the pod runner, left to KWOK (known: ${describeTable(opts.images)})`,
+      );
       return;
     }
     const dir = podDir(opts.runDir, { namespace: ns, name, uid });
@@ -249,7 +253,14 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
     mkdirSync(m.root, { recursive: true });
     const procs: Proc[] = [];
     try {
-      if (!writeVolumes(pod, m, known.map((k) => k.c))) return;
+      if (
+        !writeVolumes(
+          pod,
+          m,
+          known.map((k) => k.c),
+        )
+      )
+        return;
       for (const { c, rule } of known) {
         const podEnv: Record<string, string> = {
           PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -286,13 +297,18 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
       }
       // A pod the runner cannot start is reported, not retried in a loop.
       note(uid, `pod ${ns}/${name}: cannot run: ${(err as Error).message}`);
-      appendFileSync(join(dir, 'events.log'), `${new Date().toISOString()} cannot run: ${(err as Error).message}\n`);
+      appendFileSync(
+        join(dir, 'events.log'),
+        `${new Date().toISOString()} cannot run: ${(err as Error).message}\n`,
+      );
       return;
     }
     m.procs = procs;
     managed.set(uid, m);
     noted.delete(uid);
-    log(`pod ${ns}/${name} (${pod.status!.podIP}): running ${procs.map((p) => p.container).join(', ')} in ${dir}`);
+    log(
+      `pod ${ns}/${name} (${pod.status!.podIP}): running ${procs.map((p) => p.container).join(', ')} in ${dir}`,
+    );
     for (const p of procs) spawnProc(m, p);
   };
 
@@ -318,7 +334,8 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
       core
         .deleteNamespacedPod({ name: m.name, namespace: m.namespace, gracePeriodSeconds: 0 })
         .catch((err: unknown) => {
-          if ((err as { code?: number }).code !== 404) log(`delete pod ${m.namespace}/${m.name}: ${String(err)}`);
+          if ((err as { code?: number }).code !== 404)
+            log(`delete pod ${m.namespace}/${m.name}: ${String(err)}`);
         });
     }
   };
@@ -374,7 +391,9 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
     });
   };
 
-  const informers = [pods, secrets, configMaps] as Array<Informer<KubernetesObject> & ObjectCache<KubernetesObject>>;
+  const informers = [pods, secrets, configMaps] as Array<
+    Informer<KubernetesObject> & ObjectCache<KubernetesObject>
+  >;
   for (const inf of informers) {
     for (const verb of ['add', 'update', 'delete'] as const) inf.on(verb, schedule);
     // An informer stops on a watch error; start it again (bounded by `stopped`).

@@ -1,6 +1,12 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { buildArgv, defaultImageTable, findImage, TEST_BACKEND_IMAGE_RULE, TETHER_IMAGE_RULE } from './images.ts';
+import {
+  buildArgv,
+  defaultImageTable,
+  findImage,
+  TEST_BACKEND_IMAGE_RULE,
+  TETHER_IMAGE_RULE,
+} from './images.ts';
 import {
   expandVars,
   fieldRefValue,
@@ -94,9 +100,9 @@ describe('planVolumes', () => {
 
   it('names the missing Secret', () => {
     const p = { ...pod, spec: { ...pod.spec!, volumes: [{ name: 'v', secret: { secretName: 'gone' } }] } };
-    expect(() => planVolumes(p, { name: 'c', volumeMounts: [{ name: 'v', mountPath: '/x' }] }, lookup)).toThrow(
-      /Secret ns1\/gone/,
-    );
+    expect(() =>
+      planVolumes(p, { name: 'c', volumeMounts: [{ name: 'v', mountPath: '/x' }] }, lookup),
+    ).toThrow(/Secret ns1\/gone/);
   });
 });
 
@@ -125,8 +131,18 @@ describe('image table', () => {
 
   it('builds argv: default entry point + args, or command[0] chosen by basename', () => {
     const [exe, script] = TETHER_IMAGE_RULE.commands['tether-proxy']!;
-    expect(buildArgv(TETHER_IMAGE_RULE, undefined, ['--listen', 'x'])).toEqual([exe, script, '--listen', 'x']);
-    expect(buildArgv(TETHER_IMAGE_RULE, ['/usr/bin/tether-proxy', '-v'], ['a'])).toEqual([exe, script, '-v', 'a']);
+    expect(buildArgv(TETHER_IMAGE_RULE, undefined, ['--listen', 'x'])).toEqual([
+      exe,
+      script,
+      '--listen',
+      'x',
+    ]);
+    expect(buildArgv(TETHER_IMAGE_RULE, ['/usr/bin/tether-proxy', '-v'], ['a'])).toEqual([
+      exe,
+      script,
+      '-v',
+      'a',
+    ]);
     expect(() => buildArgv(TETHER_IMAGE_RULE, ['sh'], [])).toThrow(/no command "sh" \(known: tether-proxy\)/);
   });
 });

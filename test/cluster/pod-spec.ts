@@ -152,7 +152,9 @@ export function resolveEnv(pod: V1Pod, container: V1Container, lookup: ObjectLoo
       }
       env[e.name] = value.toString('utf8');
     } else {
-      throw new Error(`env ${e.name}: valueFrom ${Object.keys(vf).join(',')} is not supported by the pod runner`);
+      throw new Error(
+        `env ${e.name}: valueFrom ${Object.keys(vf).join(',')} is not supported by the pod runner`,
+      );
     }
   }
   return env;
@@ -171,12 +173,7 @@ export interface VolumePlan {
 type KeyPaths = Array<{ key: string; path: string }> | undefined;
 
 /** Picks `items` (key → path) from `data`, or every key as its own file. */
-function project(
-  data: ObjectData,
-  items: KeyPaths,
-  what: string,
-  optional: boolean | undefined,
-): ObjectData {
+function project(data: ObjectData, items: KeyPaths, what: string, optional: boolean | undefined): ObjectData {
   if (!items) return { ...data };
   const out: ObjectData = {};
   for (const it of items) {
@@ -215,7 +212,8 @@ export function volumeFiles(pod: V1Pod, volume: V1Volume, lookup: ObjectLookup):
         .filter((i) => i.fieldRef)
         .map((i) => [i.path, Buffer.from(fieldRefValue(pod, i.fieldRef!.fieldPath))]),
     );
-  if (volume.secret) return fromSecret(volume.secret.secretName ?? '', volume.secret.items, volume.secret.optional);
+  if (volume.secret)
+    return fromSecret(volume.secret.secretName ?? '', volume.secret.items, volume.secret.optional);
   if (volume.configMap) {
     return fromConfigMap(volume.configMap.name ?? '', volume.configMap.items, volume.configMap.optional);
   }
@@ -224,15 +222,23 @@ export function volumeFiles(pod: V1Pod, volume: V1Volume, lookup: ObjectLookup):
   if (volume.projected) {
     const out: ObjectData = {};
     for (const src of volume.projected.sources ?? []) {
-      if (src.secret) Object.assign(out, fromSecret(src.secret.name ?? '', src.secret.items, src.secret.optional));
+      if (src.secret)
+        Object.assign(out, fromSecret(src.secret.name ?? '', src.secret.items, src.secret.optional));
       else if (src.configMap) {
-        Object.assign(out, fromConfigMap(src.configMap.name ?? '', src.configMap.items, src.configMap.optional));
+        Object.assign(
+          out,
+          fromConfigMap(src.configMap.name ?? '', src.configMap.items, src.configMap.optional),
+        );
       } else if (src.downwardAPI) Object.assign(out, fromDownward(src.downwardAPI.items ?? []));
       // serviceAccountToken sources are skipped: the runner mints no tokens (yet).
     }
     return out;
   }
-  throw new Error(`volume ${volume.name}: type ${Object.keys(volume).filter((k) => k !== 'name').join(',')} is not supported by the pod runner`);
+  throw new Error(
+    `volume ${volume.name}: type ${Object.keys(volume)
+      .filter((k) => k !== 'name')
+      .join(',')} is not supported by the pod runner`,
+  );
 }
 
 /**
@@ -246,6 +252,10 @@ export function planVolumes(pod: V1Pod, container: V1Container, lookup: ObjectLo
     const volume = volumes.get(m.name);
     if (!volume) throw new Error(`volumeMount ${m.name}: no such volume in the pod`);
     if (!posix.isAbsolute(m.mountPath)) throw new Error(`volumeMount ${m.name}: mountPath must be absolute`);
-    return { name: m.name, mountPath: posix.normalize(m.mountPath).replace(/(.)\/+$/, '$1'), files: volumeFiles(pod, volume, lookup) };
+    return {
+      name: m.name,
+      mountPath: posix.normalize(m.mountPath).replace(/(.)\/+$/, '$1'),
+      files: volumeFiles(pod, volume, lookup),
+    };
   });
 }

@@ -44,7 +44,11 @@ describe('the test-cluster harness', () => {
       },
       { what: 'runner.log names the pod' },
     );
-    expect(log).toMatch(new RegExp(`pod ${ns.name}/stranger: image nginx:1\\.27 unknown to the pod runner, left to KWOK \\(known: tether`));
+    expect(log).toMatch(
+      new RegExp(
+        `pod ${ns.name}/stranger: image nginx:1\\.27 unknown to the pod runner, left to KWOK \\(known: tether`,
+      ),
+    );
     expect(runnerDir({ namespace: ns.name, name: 'stranger' })).toBeUndefined();
   });
 
@@ -83,7 +87,9 @@ describe('the test-cluster harness', () => {
       script,
     ]);
     expect(r.code).toBe(3);
-    expect(r.stderr).toMatch(/no permission to create a network namespace \(unshare -n: .*Operation not permitted/);
+    expect(r.stderr).toMatch(
+      /no permission to create a network namespace \(unshare -n: .*Operation not permitted/,
+    );
   });
 
   it('refuses to start in the host network namespace', async () => {

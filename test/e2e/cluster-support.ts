@@ -27,7 +27,13 @@ export async function apply(...objects: object[]): Promise<void> {
 
 /** A pod as far as these tests look at it. */
 export interface PodJson {
-  metadata: { name: string; namespace: string; uid: string; deletionTimestamp?: string; labels?: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace: string;
+    uid: string;
+    deletionTimestamp?: string;
+    labels?: Record<string, string>;
+  };
   spec: { nodeName?: string };
   status: { phase?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
 }
@@ -78,7 +84,9 @@ export async function getFromPod(ip: string, port: number, path = '/'): Promise<
 /** See {@link getFromPod}. */
 export function assertPodAddress(ip: string): void {
   if (process.env.TETHER_NETNS !== '1') {
-    throw new Error('refusing to dial a pod IP outside the private network namespace (run via make test-e2e)');
+    throw new Error(
+      'refusing to dial a pod IP outside the private network namespace (run via make test-e2e)',
+    );
   }
   if (!cidrContains(cluster().podRange, `${ip}/32`)) {
     throw new Error(`refusing to dial ${ip}: not in the cluster's pod range ${cluster().podRange}`);

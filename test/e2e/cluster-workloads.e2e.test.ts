@@ -5,6 +5,7 @@
  * ownerReferences; the pod runner runs the test backend's real processes.
  */
 import { describe, expect, it } from 'vitest';
+import { cidrContains } from '../cluster/cluster.ts';
 import {
   answeringPods,
   apply,
@@ -18,7 +19,6 @@ import {
   sliceEndpoints,
   testBackendDeployment,
 } from './cluster-support.ts';
-import { cidrContains } from '../cluster/cluster.ts';
 import { eventually, kubectl, useNamespace } from './support.ts';
 
 const ns = useNamespace('wl');
@@ -26,20 +26,26 @@ const ns = useNamespace('wl');
 describe('a Deployment of test backends', () => {
   it('runs 3 pods with IPs in the pod CIDRs, each answering with its own name, all ready in the EndpointSlice', async () => {
     await apply(...testBackendDeployment('web', ns.name, 3));
-    const pods = await eventually(async () => {
-      const ps = await answeringPods(ns.name, 'web');
-      return ps.length === 3 && ps;
-    }, { timeoutMs: 60_000, intervalMs: 250, what: '3 test backends answering' });
+    const pods = await eventually(
+      async () => {
+        const ps = await answeringPods(ns.name, 'web');
+        return ps.length === 3 && ps;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: '3 test backends answering' },
+    );
     const c = cluster();
     for (const p of pods) {
       const node = c.nodes.find((n) => n.name === p.spec.nodeName);
       expect(node, `pod ${p.metadata.name} on a simulated node`).toBeDefined();
       expect(cidrContains(node!.podCIDR, `${p.status.podIP}/32`)).toBe(true);
     }
-    const eps = await eventually(async () => {
-      const e = await sliceEndpoints(ns.name, 'web');
-      return e.filter((x) => x.conditions.ready).length === 3 && e;
-    }, { timeoutMs: 30_000, what: 'EndpointSlice with 3 ready endpoints' });
+    const eps = await eventually(
+      async () => {
+        const e = await sliceEndpoints(ns.name, 'web');
+        return e.filter((x) => x.conditions.ready).length === 3 && e;
+      },
+      { timeoutMs: 30_000, what: 'EndpointSlice with 3 ready endpoints' },
+    );
     expect(eps.map((e) => e.addresses[0]).sort()).toEqual(pods.map((p) => p.status.podIP).sort());
     expect(eps.map((e) => e.targetRef?.name).sort()).toEqual(pods.map((p) => p.metadata.name).sort());
   });
@@ -59,17 +65,25 @@ describe('a Deployment of test backends', () => {
       intervalMs: 100,
       what: '5 backends answering',
     });
-    process.stderr.write(`[e2e] kubectl scale 3→5 until the new pods' processes answer: ${Date.now() - t0} ms\n`);
-    await eventually(async () => (await sliceEndpoints(ns.name, 'web')).filter((e) => e.conditions.ready).length === 5, {
-      timeoutMs: 30_000,
-      what: '5 ready endpoints',
-    });
+    process.stderr.write(
+      `[e2e] kubectl scale 3→5 until the new pods' processes answer: ${Date.now() - t0} ms\n`,
+    );
+    await eventually(
+      async () => (await sliceEndpoints(ns.name, 'web')).filter((e) => e.conditions.ready).length === 5,
+      {
+        timeoutMs: 30_000,
+        what: '5 ready endpoints',
+      },
+    );
 
     await kubectl(cluster(), ['scale', 'deployment/web', '-n', ns.name, '--replicas=2']);
-    const two = await eventually(async () => {
-      const all = await listPods(ns.name, 'app=web');
-      return all.length === 2 && all;
-    }, { timeoutMs: 30_000, intervalMs: 200, what: 'scaled down to 2 pods' });
+    const two = await eventually(
+      async () => {
+        const all = await listPods(ns.name, 'app=web');
+        return all.length === 2 && all;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, what: 'scaled down to 2 pods' },
+    );
     expect((await answeringPods(ns.name, 'web')).length).toBe(2);
 
     // rollout restart: watch the slices while the old pods terminate.
@@ -112,19 +126,37 @@ describe('a Deployment of test backends', () => {
 
   it('garbage-collects the ReplicaSet and Pods of a deleted Deployment, and their processes end', async () => {
     await apply(...testBackendDeployment('gc', ns.name, 2));
-    const pods = await eventually(async () => {
-      const ps = await answeringPods(ns.name, 'gc');
-      return ps.length === 2 && ps;
-    }, { timeoutMs: 60_000, intervalMs: 250, what: '2 backends' });
+    const pods = await eventually(
+      async () => {
+        const ps = await answeringPods(ns.name, 'gc');
+        return ps.length === 2 && ps;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: '2 backends' },
+    );
     const refs = pods.map((p) => ({ namespace: ns.name, name: p.metadata.name, uid: p.metadata.uid }));
     const pids = refs.flatMap(podPids);
     expect(pids.length).toBe(2);
     await kubectl(cluster(), ['delete', 'deployment/gc', '-n', ns.name, '--wait=false']);
-    await eventually(async () => {
-      const { stdout } = await kubectl(cluster(), ['get', 'replicasets,pods', '-n', ns.name, '-l', 'app=gc', '-o', 'name']);
-      return stdout.trim() === '';
-    }, { timeoutMs: 30_000, intervalMs: 200, what: 'ReplicaSet and Pods garbage-collected' });
-    await eventually(() => pids.every((pid) => !processAlive(pid)), { timeoutMs: 10_000, what: 'processes ended' });
+    await eventually(
+      async () => {
+        const { stdout } = await kubectl(cluster(), [
+          'get',
+          'replicasets,pods',
+          '-n',
+          ns.name,
+          '-l',
+          'app=gc',
+          '-o',
+          'name',
+        ]);
+        return stdout.trim() === '';
+      },
+      { timeoutMs: 30_000, intervalMs: 200, what: 'ReplicaSet and Pods garbage-collected' },
+    );
+    await eventually(() => pids.every((pid) => !processAlive(pid)), {
+      timeoutMs: 10_000,
+      what: 'processes ended',
+    });
     for (const r of refs) expect(podEvents(r)).toMatch(/exited backend/);
   });
 });
