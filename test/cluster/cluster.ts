@@ -377,7 +377,6 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         // Host IP of every simulated Node: inside the range, outside every node's pod CIDR.
         `--node-ip=${cidrHost(podRange, 1)}`,
         '--node-lease-duration-seconds=40',
-        '-v=INFO',
       ],
       logs.kwok,
       detach,
@@ -398,7 +397,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       kind: 'Node',
       metadata: {
         name: n.name,
-        annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+        annotations: { 'kwok.x-k8s.io/node': 'fake' },
         labels: {
           'kubernetes.io/hostname': n.name,
           'kubernetes.io/os': 'linux',

@@ -3,7 +3,7 @@
  * kubelet's atomic `..data` swap) when the Secret changes.
  */
 import { describe, expect, it } from 'vitest';
-import { apply, getFromPod, listPods, runnerDir, TEST_BACKEND_IMAGE } from './cluster-support.ts';
+import { apply, getFromPod, listPods, podPids, runnerDir, TEST_BACKEND_IMAGE } from './cluster-support.ts';
 import { eventually, useNamespace } from './support.ts';
 
 const ns = useNamespace('vol');
@@ -60,5 +60,6 @@ describe('a Secret mounted into a pod', () => {
     );
     // Same path, same process: updated in place, not by a restart.
     expect(second.path).toBe(first.path);
+    expect(podPids({ namespace: ns.name, name: 'reader' })).toHaveLength(1);
   });
 });
