@@ -253,7 +253,7 @@ export function kwokConfig(stagesDir: string, delayMs: number, jitterMs: number)
   }
   if (docs.length < 4)
     throw new Error(`no KWOK stage files in ${stagesDir} (run test/control-plane/build.sh)`);
-  return docs.map((d) => stringify(d)).join('---\n');
+  return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
 }
 
 /** `n` distinct free loopback ports. */

@@ -223,9 +223,10 @@ build_kwok() {
     [[ -d "$src/kustomize/stage" ]] || { log "no stage files in sigs.k8s.io/kwok@$v"; exit 1; }
     rm -rf "$stages.tmp"
     mkdir -p "$stages.tmp"
-    cp "$src"/kustomize/stage/node/fast/*.yaml "$src"/kustomize/stage/node/heartbeat-with-lease/*.yaml \
-      "$src"/kustomize/stage/pod/general/*.yaml "$stages.tmp/"
-    rm -f "$stages.tmp/kustomization.yaml"
+    local f
+    for f in "$src"/kustomize/stage/{node/fast,node/heartbeat-with-lease,pod/general}/*.yaml; do
+      [[ "$(basename "$f")" == kustomization.yaml ]] || cp "$f" "$stages.tmp/"
+    done
     chmod -R u+w "$stages.tmp"
     mv "$stages.tmp" "$stages"
     log "installed $stages"
