@@ -299,7 +299,10 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
       }
       // A pod the runner cannot start is reported, not retried in a loop.
       if (note(uid, `pod ${ns}/${name}: cannot run: ${(err as Error).message}`)) {
-        appendFileSync(join(dir, 'events.log'), `${new Date().toISOString()} cannot run: ${(err as Error).message}\n`);
+        appendFileSync(
+          join(dir, 'events.log'),
+          `${new Date().toISOString()} cannot run: ${(err as Error).message}\n`,
+        );
       }
       return;
     }
