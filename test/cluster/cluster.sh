@@ -107,7 +107,7 @@ MSG
       fi
       # Whatever still runs in the cluster's private namespace was started by
       # the cluster (nothing else can be in it): end it, so nothing is left.
-      if [[ "$netns" != "$(readlink /proc/1/ns/net)" ]]; then
+      if [[ -n "$netns" && "$netns" != "$(readlink /proc/$$/ns/net)" ]]; then
         for p in /proc/[0-9]*; do
           if [[ "$(readlink "$p/ns/net" 2>/dev/null)" == "$netns" ]]; then kill -KILL "${p#/proc/}" 2>/dev/null || true; fi
         done
