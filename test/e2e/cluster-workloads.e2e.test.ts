@@ -117,7 +117,12 @@ describe('a Deployment of test backends', () => {
       const sigterm = /^(\S+) sent SIGTERM/m.exec(events);
       expect(sigterm, 'SIGTERM in events.log').not.toBeNull();
       expect(s!.last).toBeGreaterThan(Date.parse(sigterm![1]!));
-      expect(events).toMatch(/sent SIGTERM[\s\S]*grace period over[\s\S]*sent SIGKILL[\s\S]*exited backend/);
+      // KWOK removes the pod when the grace period ends, the runner's SIGKILL comes at the same moment.
+      await eventually(
+        () =>
+          /sent SIGTERM[\s\S]*grace period over[\s\S]*sent SIGKILL[\s\S]*exited backend/.test(podEvents(o)),
+        { timeoutMs: 5_000, what: `${o.name}: SIGTERM, then SIGKILL when the grace period is over` },
+      );
       expect(podLog(o, 'backend')).toMatch(/SIGTERM received/);
       for (const pid of podPids(o)) expect(processAlive(pid)).toBe(false);
     }
