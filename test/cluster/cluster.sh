@@ -72,8 +72,9 @@ case "${1:-}" in
 [cluster.sh] test cluster running; its network namespace is held by pid $pid.
   shell inside it:   test/cluster/cluster.sh shell      (or: nsenter -t $pid -n bash)
   one command:       test/cluster/cluster.sh exec kubectl get nodes
-  try:               kubectl create deployment web --image=tether-test-backend:dev --replicas=3 -- \\
-                       node test/cluster/test-backend.ts   # (args are ignored: see README)
+  try (inside):      kubectl create deployment web --image=tether-test-backend:dev --replicas=3
+                     kubectl expose deployment web --port=80 --target-port=8080
+                     kubectl get pods -o wide; curl http://<pod IP>:8080/; kubectl get endpointslices
   KUBECONFIG=$(kubeconfig)
   pod logs:          $dir/cluster/run/pods/
   stop:              make cluster-down
