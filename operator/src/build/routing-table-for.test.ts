@@ -46,9 +46,21 @@ describe('endpointsFromSlices', () => {
   it.each([
     { desc: 'no conditions (nil means ready)', c: undefined, want: 'Ready' },
     { desc: 'ready', c: { ready: true, serving: true, terminating: false }, want: 'Ready' },
-    { desc: 'serving and terminating', c: { ready: false, serving: true, terminating: true }, want: 'Draining' },
-    { desc: 'terminating, not serving', c: { ready: false, serving: false, terminating: true }, want: undefined },
-    { desc: 'not ready, not terminating', c: { ready: false, serving: false, terminating: false }, want: undefined },
+    {
+      desc: 'serving and terminating',
+      c: { ready: false, serving: true, terminating: true },
+      want: 'Draining',
+    },
+    {
+      desc: 'terminating, not serving',
+      c: { ready: false, serving: false, terminating: true },
+      want: undefined,
+    },
+    {
+      desc: 'not ready, not terminating',
+      c: { ready: false, serving: false, terminating: false },
+      want: undefined,
+    },
     { desc: 'not ready, serving nil', c: { ready: false, terminating: null }, want: undefined },
   ])('$desc → $want', ({ c, want }) => {
     const got = endpointsFromSlices([slice('s1', [ep('a', '10.1.0.1', c)])], 'http');
@@ -111,8 +123,7 @@ describe('routingTableFor', () => {
   });
 
   it.each([
-    { desc: 'no Service', svc: undefined, port: 'http', want: 'ServiceNotFound' },
-    { desc: 'no such port name', svc: service, port: 'grpc', want: 'PortNotFound' },
+    { desc: 'no Service', svc: undefined, port: 80, want: 'ServiceNotFound' },
     { desc: 'no such port number', svc: service, port: 81, want: 'PortNotFound' },
   ])('$desc → $want', ({ svc, port, want }) => {
     const t = routingTableFor(pool({ backend: { service: { name: 'shop', port } } }), [], svc);
@@ -138,7 +149,11 @@ describe('routingTableFor', () => {
 describe('nextRevision', () => {
   it.each([
     { desc: 'first table', facts: {}, want: 1 },
-    { desc: 'unchanged content keeps status revision', facts: { status: { revision: 7, hash: 'h' } }, want: 7 },
+    {
+      desc: 'unchanged content keeps status revision',
+      facts: { status: { revision: 7, hash: 'h' } },
+      want: 7,
+    },
     { desc: 'changed content', facts: { status: { revision: 7, hash: 'x' } }, want: 8 },
     {
       desc: 'a proxy holds a higher one (died before status)',
@@ -150,7 +165,11 @@ describe('nextRevision', () => {
       facts: { memory: 9, memoryHash: 'h', status: { revision: 7, hash: 'h' } },
       want: 9,
     },
-    { desc: 'memory ahead, new content', facts: { memory: 9, memoryHash: 'x', status: { revision: 7 } }, want: 10 },
+    {
+      desc: 'memory ahead, new content',
+      facts: { memory: 9, memoryHash: 'x', status: { revision: 7 } },
+      want: 10,
+    },
   ])('$desc → $want', ({ facts, want }) => {
     expect(nextRevision('h', facts)).toBe(want);
   });

@@ -97,6 +97,7 @@ export function endpointsFromSlices(slices: readonly EndpointSlice[], portName: 
 /**
  * The table content (everything but the revision) of a pool.
  *
+ * @param service - the backend Service; read only when `backend.service.port` is a number.
  * @param slices - EndpointSlices of the pool's namespace labelled with the
  *   Service's name (others are ignored); unused for static endpoints.
  * @returns the content, or the reason there is none (the pool is then not Ready).
@@ -112,11 +113,13 @@ export function routingTableFor(
     const { revision: _r, ...content } = buildRoutingTable(pool, 1);
     return content;
   }
-  const portName = resolvePortName(svc.port, service, svc.name);
+  // A named port is what EndpointSlices carry; only a number needs the Service.
+  const portName = typeof svc.port === 'string' ? svc.port : resolvePortName(svc.port, service, svc.name);
   if (typeof portName !== 'string') return portName;
   const mine = slices.filter(
     (s) =>
-      s.metadata.labels?.[SERVICE_NAME_LABEL] === svc.name && s.metadata.namespace === pool.metadata.namespace,
+      s.metadata.labels?.[SERVICE_NAME_LABEL] === svc.name &&
+      s.metadata.namespace === pool.metadata.namespace,
   );
   return {
     schemaVersion: ROUTING_TABLE_SCHEMA_VERSION,

@@ -12,7 +12,10 @@ const base: Observations = {
 };
 const conds = (o: Partial<Observations>) =>
   Object.fromEntries(
-    (statusFor({ ...base, ...o }, undefined, 'T').conditions ?? []).map((c) => [c.type, `${c.status}/${c.reason}`]),
+    (statusFor({ ...base, ...o }, undefined, 'T').conditions ?? []).map((c) => [
+      c.type,
+      `${c.status}/${c.reason}`,
+    ]),
   );
 
 describe('statusFor', () => {
@@ -20,7 +23,11 @@ describe('statusFor', () => {
     {
       desc: 'all in sync',
       o: {},
-      want: { Ready: 'True/RoutingTableServed', Progressing: 'False/AsExpected', Degraded: 'False/AsExpected' },
+      want: {
+        Ready: 'True/RoutingTableServed',
+        Progressing: 'False/AsExpected',
+        Degraded: 'False/AsExpected',
+      },
     },
     {
       desc: 'invalid spec',
@@ -30,17 +37,29 @@ describe('statusFor', () => {
     {
       desc: 'Service missing',
       o: { backendProblem: { reason: 'ServiceNotFound', message: 'm' } },
-      want: { Ready: 'False/ServiceNotFound', Progressing: 'False/ServiceNotFound', Degraded: 'True/ServiceNotFound' },
+      want: {
+        Ready: 'False/ServiceNotFound',
+        Progressing: 'False/ServiceNotFound',
+        Degraded: 'True/ServiceNotFound',
+      },
     },
     {
       desc: 'no endpoints',
       o: { endpoints: { ready: 0, draining: 1 } },
-      want: { Ready: 'False/NoReadyEndpoints', Progressing: 'False/AsExpected', Degraded: 'False/AsExpected' },
+      want: {
+        Ready: 'False/NoReadyEndpoints',
+        Progressing: 'False/AsExpected',
+        Degraded: 'False/AsExpected',
+      },
     },
     {
       desc: 'one of two in sync, a push failed',
       o: { proxies: { desired: 2, inSync: 1 }, pushErrors: ['p1: refused'] },
-      want: { Ready: 'True/RoutingTableServed', Progressing: 'True/PushingRoutingTable', Degraded: 'True/PushFailed' },
+      want: {
+        Ready: 'True/RoutingTableServed',
+        Progressing: 'True/PushingRoutingTable',
+        Degraded: 'True/PushFailed',
+      },
     },
     {
       desc: 'no proxies yet',
@@ -50,7 +69,11 @@ describe('statusFor', () => {
     {
       desc: 'none in sync',
       o: { proxies: { desired: 2, inSync: 0 } },
-      want: { Ready: 'False/ProxiesNotInSync', Progressing: 'True/PushingRoutingTable', Degraded: 'False/AsExpected' },
+      want: {
+        Ready: 'False/ProxiesNotInSync',
+        Progressing: 'True/PushingRoutingTable',
+        Degraded: 'False/AsExpected',
+      },
     },
   ])('$desc', ({ o, want }) => {
     expect(conds(o)).toEqual(want);
@@ -69,7 +92,11 @@ describe('statusFor', () => {
   });
 
   it('an invalid spec keeps the last revision in status (it never goes back)', () => {
-    const s = statusFor({ ...base, invalid: 'x', revision: undefined, hash: undefined }, { routingTableRevision: 9 }, 'T');
+    const s = statusFor(
+      { ...base, invalid: 'x', revision: undefined, hash: undefined },
+      { routingTableRevision: 9 },
+      'T',
+    );
     expect(s.routingTableRevision).toBe(9);
   });
 });

@@ -51,7 +51,12 @@ export function conditionsFor(o: Observations): CondInput[] {
   const { desired, inSync } = o.proxies;
   const pushing = inSync < desired;
   const progressing = pushing
-    ? ok('Progressing', 'True', 'PushingRoutingTable', `${inSync}/${desired} proxies hold revision ${o.revision}`)
+    ? ok(
+        'Progressing',
+        'True',
+        'PushingRoutingTable',
+        `${inSync}/${desired} proxies hold revision ${o.revision}`,
+      )
     : ok('Progressing', 'False', 'AsExpected', `all ${desired} proxies hold revision ${o.revision}`);
   const degraded =
     o.pushErrors.length > 0

@@ -50,7 +50,10 @@ describe('planLease', () => {
 
   it('a takeover counts a transition and sets acquireTime; a renew keeps both', () => {
     const take = planLease(rec('a', 'r', 4), { record: rec('a', 'r', 4), at: 0 }, opts, 20_000, 'W');
-    expect(take).toMatchObject({ kind: 'update', record: { holderIdentity: 'me', leaseTransitions: 5, acquireTime: 'W' } });
+    expect(take).toMatchObject({
+      kind: 'update',
+      record: { holderIdentity: 'me', leaseTransitions: 5, acquireTime: 'W' },
+    });
     const renew = planLease({ ...rec('me', 'r', 5), acquireTime: 'A' }, undefined, opts, 0, 'W2');
     expect(renew).toMatchObject({ record: { leaseTransitions: 5, acquireTime: 'A', renewTime: 'W2' } });
   });
@@ -125,7 +128,10 @@ describe('LeaderElector', () => {
     const a = new LeaderElector(
       store,
       { identity: 'a', ...timing },
-      { onStartedLeading: () => log.push(['leads', c.now()]), onStoppedLeading: () => log.push(['stops', c.now()]) },
+      {
+        onStartedLeading: () => log.push(['leads', c.now()]),
+        onStoppedLeading: () => log.push(['stops', c.now()]),
+      },
       c,
     );
     void a.run();
@@ -143,7 +149,12 @@ describe('LeaderElector', () => {
   it('stop() releases the Lease so a successor takes it without waiting', async () => {
     const c = new FakeClock();
     const store = new MemoryStore();
-    const a = new LeaderElector(store, { identity: 'a', ...timing }, { onStartedLeading() {}, onStoppedLeading() {} }, c);
+    const a = new LeaderElector(
+      store,
+      { identity: 'a', ...timing },
+      { onStartedLeading() {}, onStoppedLeading() {} },
+      c,
+    );
     void a.run();
     await advance(c, 1_000);
     await a.stop();
@@ -152,7 +163,12 @@ describe('LeaderElector', () => {
     const b = new LeaderElector(
       store,
       { identity: 'b', ...timing },
-      { onStartedLeading: () => { bLeads = true; }, onStoppedLeading() {} },
+      {
+        onStartedLeading: () => {
+          bLeads = true;
+        },
+        onStoppedLeading() {},
+      },
       c,
     );
     void b.run();

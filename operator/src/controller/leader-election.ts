@@ -48,7 +48,11 @@ export interface LeaderElectionOptions {
   retryPeriodMs: number;
 }
 
-export const DEFAULT_LEADER_ELECTION = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
+export const DEFAULT_LEADER_ELECTION = {
+  leaseDurationMs: 15_000,
+  renewDeadlineMs: 10_000,
+  retryPeriodMs: 2_000,
+};
 
 /** The last record seen and when (local clock, ms) it was first seen. */
 export interface Observed {
@@ -129,13 +133,24 @@ export class LeaderElector {
   private wake: (() => void) | undefined;
   private cancelSleep: (() => void) | undefined;
 
+  private readonly store: LeaseStore;
+  private readonly o: LeaderElectionOptions;
+  private readonly cb: LeaderCallbacks;
+  private readonly clock: Clock;
+  private readonly wallClock: () => Date;
+
   constructor(
-    private readonly store: LeaseStore,
-    private readonly o: LeaderElectionOptions,
-    private readonly cb: LeaderCallbacks,
-    private readonly clock: Clock,
-    private readonly wallClock: () => Date = () => new Date(),
+    store: LeaseStore,
+    o: LeaderElectionOptions,
+    cb: LeaderCallbacks,
+    clock: Clock,
+    wallClock: () => Date = () => new Date(),
   ) {
+    this.store = store;
+    this.o = o;
+    this.cb = cb;
+    this.clock = clock;
+    this.wallClock = wallClock;
     if (!(o.leaseDurationMs > o.renewDeadlineMs && o.renewDeadlineMs > o.retryPeriodMs * 1.2)) {
       throw new RangeError('leader election: need leaseDuration > renewDeadline > 1.2 × retryPeriod');
     }
@@ -185,7 +200,12 @@ export class LeaderElector {
       const cur = await this.store.get();
       if (cur !== undefined && cur.record.holderIdentity === this.o.identity) {
         await this.store.update(
-          { ...cur.record, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(this.wallClock()) },
+          {
+            ...cur.record,
+            holderIdentity: '',
+            leaseDurationSeconds: 1,
+            renewTime: microTime(this.wallClock()),
+          },
           cur.resourceVersion,
         );
       }
@@ -198,7 +218,10 @@ export class LeaderElector {
     try {
       const cur = await this.store.get();
       const now = this.clock.now();
-      if (cur !== undefined && (this.observed === undefined || !sameRecord(this.observed.record, cur.record))) {
+      if (
+        cur !== undefined &&
+        (this.observed === undefined || !sameRecord(this.observed.record, cur.record))
+      ) {
         this.observed = { record: cur.record, at: now };
       }
       const plan = planLease(cur?.record, this.observed, this.o, now, microTime(this.wallClock()));

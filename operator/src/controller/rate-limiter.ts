@@ -26,10 +26,12 @@ export class RateLimiter {
   private tokens: number;
   private last: number;
 
-  constructor(
-    private readonly clock: Clock,
-    private readonly o: RateLimiterOptions = DEFAULT_RATE_LIMITS,
-  ) {
+  private readonly clock: Clock;
+  private readonly o: RateLimiterOptions;
+
+  constructor(clock: Clock, o: RateLimiterOptions = DEFAULT_RATE_LIMITS) {
+    this.clock = clock;
+    this.o = o;
     this.tokens = o.burst;
     this.last = clock.now();
   }

@@ -81,7 +81,12 @@ describe('WorkQueue', () => {
 
 describe('RateLimiter', () => {
   it('backs off per key 5 ms · 2^n up to 1000 s, and forget resets', () => {
-    const r = new RateLimiter(new FakeClock(), { baseDelayMs: 5, maxDelayMs: 1_000_000, qps: 1e9, burst: 1e9 });
+    const r = new RateLimiter(new FakeClock(), {
+      baseDelayMs: 5,
+      maxDelayMs: 1_000_000,
+      qps: 1e9,
+      burst: 1e9,
+    });
     const delays = Array.from({ length: 20 }, () => r.when('a'));
     expect(delays.slice(0, 4)).toEqual([5, 10, 20, 40]);
     expect(delays[19]).toBe(1_000_000);

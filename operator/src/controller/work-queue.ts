@@ -27,11 +27,12 @@ export class WorkQueue {
   private shuttingDown = false;
   readonly limiter: RateLimiter;
 
-  constructor(
-    private readonly clock: Clock,
-    limits?: RateLimiterOptions,
-    private readonly hooks: QueueHooks = {},
-  ) {
+  private readonly clock: Clock;
+  private readonly hooks: QueueHooks;
+
+  constructor(clock: Clock, limits?: RateLimiterOptions, hooks: QueueHooks = {}) {
+    this.clock = clock;
+    this.hooks = hooks;
     this.limiter = new RateLimiter(clock, limits);
   }
 
@@ -56,7 +57,10 @@ export class WorkQueue {
   /** Adds `key` after `ms`; an earlier pending delay for the key wins (like client-go's waiting heap). */
   addAfter(key: string, ms: number): void {
     if (this.shuttingDown) return;
-    if (ms <= 0) return this.add(key);
+    if (ms <= 0) {
+      this.add(key);
+      return;
+    }
     const at = this.clock.now() + ms;
     const prev = this.delayed.get(key);
     if (prev !== undefined && prev.at <= at) return;

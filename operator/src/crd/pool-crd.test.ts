@@ -60,7 +60,9 @@ describe('StickyBackendPool CRD', () => {
   });
 
   it('refuses an anyOf it cannot make structural', () => {
-    expect(() => makeStructural({ anyOf: [{ type: 'string' }, { type: 'boolean' }] })).toThrow(/not structural/);
+    expect(() => makeStructural({ anyOf: [{ type: 'string' }, { type: 'boolean' }] })).toThrow(
+      /not structural/,
+    );
   });
 
   it('has the names, status subresource and printer columns kubectl shows', () => {

@@ -37,7 +37,8 @@ export const CEL_RULES: readonly CelRule[] = [
   {
     path: [],
     rule: "self.affinity.type != 'Learn' || self.sessionStore.enabled",
-    message: 'affinity.type Learn needs sessionStore.enabled: true (the learned pins live in the session store)',
+    message:
+      'affinity.type Learn needs sessionStore.enabled: true (the learned pins live in the session store)',
     fieldPath: '.affinity.type',
   },
   {
@@ -122,7 +123,8 @@ export function addCelRules(spec: SchemaNode, rules: readonly CelRule[]): Schema
       if (next === undefined) throw new Error(`CEL rule path ${r.path.join('.')}: no property ${p}`);
       node = next;
     }
-    const list = (node['x-kubernetes-validations'] ??= []) as unknown[];
+    const list = (node['x-kubernetes-validations'] ?? []) as unknown[];
+    node['x-kubernetes-validations'] = list;
     list.push({
       rule: r.rule,
       message: r.message,

@@ -100,6 +100,7 @@ export const podSchema = z.looseObject({
       phase: z.string().optional(),
       podIP: z.string().optional(),
       conditions: z.array(z.looseObject({ type: z.string(), status: z.string() })).optional(),
+      containerStatuses: z.array(z.looseObject({ restartCount: z.number().int().optional() })).optional(),
     })
     .optional(),
 });
