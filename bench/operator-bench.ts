@@ -199,7 +199,7 @@ async function scenario(
         `--leader-election-namespace=${ns}`,
         `--identity=${id}`,
         '--metrics-listen=127.0.0.1:0',
-        '--log-level=warn',
+        '--log-level=info',
       ],
       { cwd: REPO, tailLines: 40 },
     );
@@ -260,6 +260,8 @@ async function scenario(
 async function main(): Promise<void> {
   const children = new ChildProcesses();
   process.on('exit', () => children.killAllNow());
+  // Exit hooks (ours, the control plane's) run on Ctrl-C and kill too.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
   const cp = await startControlPlane();
   const stand = new StandIns();
   try {
