@@ -15,3 +15,8 @@ run: deps
 ## bench-operator: EndpointSlice change → every proxy serving it (median/p99), 1 pool and BENCH_POOLS (1000) pools × 3
 bench-operator: deps debs tools
 	$(NODE) bench/operator-bench.ts
+
+.PHONY: demo-cluster
+## demo-cluster: the test cluster, the CRD, the operator, a backend and a pool; sticky traffic through a rollout
+demo-cluster: deps debs tools
+	test/cluster/in-netns.sh $(NODE) demo/cluster-demo.ts
