@@ -25,12 +25,14 @@ export async function installCrd(): Promise<void> {
   if (crdInstalled) return;
   const cp = controlPlane();
   await kubectl(cp, ['apply', '--server-side', '-f', CRD_DIR]);
-  await kubectl(
-    cp,
-    ['wait', '--for=condition=Established', 'crd/stickybackendpools.tether.dev', '--timeout=60s'],
-    {
-      timeoutMs: 70_000,
+  // Right after the apply, status.conditions may not exist yet and `kubectl wait` fails instead of waiting.
+  await eventually(
+    async () => {
+      const { stdout } = await kubectl(cp, ['get', 'crd/stickybackendpools.tether.dev', '-o', 'json']);
+      const crd = JSON.parse(stdout) as { status?: { conditions?: Array<{ type: string; status: string }> } };
+      return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
     },
+    { timeoutMs: 60_000, intervalMs: 200, what: 'CRD Established' },
   );
   crdInstalled = true;
 }
