@@ -266,12 +266,22 @@ async function main(): Promise<void> {
   const stand = new StandIns();
   try {
     await kubectl(cp, ['apply', '--server-side', '-f', join(REPO, 'crds')]);
-    await kubectl(cp, [
-      'wait',
-      '--for=condition=Established',
-      'crd/stickybackendpools.tether.dev',
-      '--timeout=60s',
-    ]);
+    // `kubectl wait` fails (not waits) while the new CRD has no conditions yet: retry it.
+    for (let i = 0; ; i++) {
+      const ok = await kubectl(cp, [
+        'wait',
+        '--for=condition=Established',
+        'crd/stickybackendpools.tether.dev',
+        '--timeout=60s',
+      ])
+        .then(() => true)
+        .catch((err: Error) => {
+          if (i >= 50) throw err;
+          return false;
+        });
+      if (ok) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     await stand.start(3);
     const client = KubeClient.fromConfig(cp.adminKubeconfig);
     const results: ScenarioResult[] = [];

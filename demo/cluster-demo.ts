@@ -49,12 +49,22 @@ async function main(): Promise<void> {
     );
     say('== kubectl apply -f crds/ and start tether-operator');
     await kubectl(c, ['apply', '--server-side', '-f', join(REPO, 'crds')]);
-    await kubectl(c, [
-      'wait',
-      '--for=condition=Established',
-      'crd/stickybackendpools.tether.dev',
-      '--timeout=60s',
-    ]);
+    // `kubectl wait` fails (not waits) while the new CRD has no conditions yet: retry it.
+    for (let i = 0; ; i++) {
+      const ok = await kubectl(c, [
+        'wait',
+        '--for=condition=Established',
+        'crd/stickybackendpools.tether.dev',
+        '--timeout=60s',
+      ])
+        .then(() => true)
+        .catch((err: Error) => {
+          if (i >= 50) throw err;
+          return false;
+        });
+      if (ok) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     await kubectl(c, ['create', 'namespace', 'demo']);
     const op = children.spawn('tether-operator', join(REPO, 'node_modules/.bin/node'), [
       join(REPO, 'bin/tether-operator.js'),
