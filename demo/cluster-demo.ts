@@ -179,6 +179,7 @@ async function main(): Promise<void> {
     await k(['rollout', 'restart', 'deployment/shop']);
     let failed = 0;
     const t0 = Date.now();
+    let finalRound = false;
     for (let round = 0; round < 200; round++) {
       const line: string[] = [];
       for (const [i, cl] of clients.entries()) {
@@ -199,7 +200,11 @@ async function main(): Promise<void> {
       say(`   t+${((Date.now() - t0) / 1000).toFixed(1)}s revisions ${revs.join('/')}  ${line.join(' ')}`);
       if (status.includes('successfully rolled out') && round > 3) {
         const pods = (await k(['get', 'pods', '-l', 'app=shop', '-o', 'name'])).stdout.trim().split('\n');
-        if (pods.length === 3) break;
+        // One more round after the old pods are gone: their last clients re-pin now.
+        if (pods.length === 3) {
+          if (finalRound) break;
+          finalRound = true;
+        }
       }
       await sleep(700);
     }
