@@ -155,9 +155,7 @@ export async function main(argv: string[]): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     if (path === '/readyz') {
-      const bad = informers
-        .filter((i) => !i.healthy)
-        .map((i) => (i as unknown as { o: { name: string } }).o.name);
+      const bad = informers.filter((i) => !i.healthy).map((i) => i.name);
       if (bad.length === 0) return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
       return void res
         .writeHead(503, { 'content-type': 'text/plain' })

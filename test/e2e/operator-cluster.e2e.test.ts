@@ -39,7 +39,7 @@ const readyOf = (p: Pool) => p.status?.conditions?.find((c) => c.type === 'Ready
 async function via(
   proxyIp: string,
   o: { cookie?: string; xff?: string } = {},
-): Promise<{ status: number; endpoint?: string; setCookie?: string }> {
+): Promise<{ status: number; endpoint?: string; setCookie?: string; error?: string }> {
   assertPodAddress(proxyIp);
   const res = await fetch(`http://${proxyIp}:8080/`, {
     headers: { ...(o.cookie ? { cookie: o.cookie } : {}), ...(o.xff ? { 'x-forwarded-for': o.xff } : {}) },
@@ -53,7 +53,11 @@ async function via(
     endpoint = undefined;
   }
   const sc = res.headers.getSetCookie().find((c) => c.startsWith('route='));
-  return { status: res.status, endpoint, setCookie: sc?.split(';')[0] };
+  const error =
+    res.status === 200
+      ? undefined
+      : `${res.status} ${res.headers.get('x-tether-error') ?? ''} ${text.slice(0, 200)}`;
+  return { status: res.status, endpoint, setCookie: sc?.split(';')[0], ...(error ? { error } : {}) };
 }
 
 async function tableOn(
@@ -216,15 +220,19 @@ describe('tether-operator on the test cluster', () => {
     }
     await k(['rollout', 'restart', 'deployment/shop']);
     let failed = 0;
+    const failures: string[] = [];
     let requests = 0;
     const deadline = Date.now() + 90_000;
     let done = false;
     while (!done && Date.now() < deadline) {
       for (const [i, c] of clients.entries()) {
-        const r = await via(i % 2 ? a : b, { cookie: c.cookie }).catch(() => ({ status: 0 }) as const);
+        const r = await via(i % 2 ? a : b, { cookie: c.cookie }).catch(
+          (err: Error) => ({ status: 0, error: `fetch: ${err.message}` }) as const,
+        );
         requests++;
         if (r.status !== 200) {
           failed++;
+          failures.push(`${c.endpoint}: ${r.error}`);
           continue;
         }
         if ('endpoint' in r && r.endpoint !== c.endpoint) {
@@ -244,7 +252,7 @@ describe('tether-operator on the test cluster', () => {
     process.stderr.write(
       `[e2e] rollout restart: ${requests} GETs, ${failed} failed, ${moved}/${clients.length} clients moved\n`,
     );
-    expect(failed).toBe(0);
+    expect(failures).toEqual([]);
     // Every old pod went away, so every client moved exactly once (at its pod's end, not before).
     expect(clients.every((c) => c.moves <= 1)).toBe(true);
   });

@@ -1,9 +1,10 @@
-// The operator against a real kube-apiserver (etcd + apiserver only: no
-// controller-manager, so no Deployment makes pods and no EndpointSlice
-// controller runs). Proxy pods and EndpointSlices are made by hand here:
-// Pod objects whose status points at real tether-proxy processes on
-// loopback, slices with TEST-NET-2 addresses (never dialled). The operator
-// runs under exactly operator/rbac.yaml, as a minted identity.
+// The operator's API-level behaviour, with proxy pods and EndpointSlices made
+// by hand so each step is controlled: Pod objects (bound to a Node no one
+// runs) whose status points at real tether-proxy processes on loopback,
+// slices with TEST-NET-2 addresses (never dialled). CRD validation, status,
+// InvalidSpec, server-closed watches, restarts and leader handover. The
+// workload side (real Deployments, rollouts, GC) is operator-cluster.e2e.test.ts.
+// The operator runs under exactly operator/rbac.yaml, as a minted identity.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +35,7 @@ interface PoolObject {
 }
 
 const NS = `op-e2e-${Math.random().toString(36).slice(2, 7)}`;
+const FAKE_NODE = `${NS}-node`;
 let dir: string;
 let id: Identity;
 let op: OperatorProcess;
@@ -59,7 +61,7 @@ async function proxyPod(name: string, pool: string, p: ProxyProcess): Promise<vo
     kind: 'Pod',
     metadata: { name, labels: { 'tether.dev/pool': pool } },
     spec: {
-      nodeName: 'e2e-fake-node',
+      nodeName: FAKE_NODE,
       containers: [
         {
           name: 'proxy',
@@ -108,6 +110,16 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tether-op-e2e-'));
   await installCrd();
   await kubectl(cp(), ['create', 'namespace', NS]);
+  // The hand-made proxy pods are bound to this Node: on a test cluster, pods of a missing Node are
+  // garbage-collected (PodGC), and KWOK leaves Nodes without its annotation alone.
+  await kubectl(cp(), ['apply', '-f', '-'], {
+    input: JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: FAKE_NODE },
+      spec: { taints: [{ key: 'tether.dev/e2e-hand-made', effect: 'NoSchedule' }] },
+    }),
+  });
   id = await operatorIdentity(NS);
   op = await startOperator({
     kubeconfig: id.kubeconfig,
@@ -129,6 +141,7 @@ afterAll(async () => {
   await Promise.all(proxies.map((p) => p.stop()));
   rmSync(dir, { recursive: true, force: true });
   await kubectl(cp(), ['delete', 'namespace', NS, '--wait=false']).catch(() => {});
+  await kubectl(cp(), ['delete', 'node', FAKE_NODE, '--wait=false']).catch(() => {});
 });
 
 describe('StickyBackendPool CRD from crds/', () => {
@@ -195,20 +208,20 @@ describe('StickyBackendPool CRD from crds/', () => {
   });
 });
 
-describe('tether-operator (apiserver only; hand-made pods and slices)', () => {
+describe('tether-operator with hand-made proxy pods and EndpointSlices', () => {
   let a: ProxyProcess;
   let b: ProxyProcess;
 
   it('Managed pool: applies the proxy Deployment, Service and Secret with owner references', async () => {
-    await apply(poolManifest('shop', { proxy: { mode: 'Managed', replicas: 2 } }));
-    const pool = await getPool('shop');
+    await apply(poolManifest('managed', { proxy: { mode: 'Managed', replicas: 2 } }));
+    const pool = await getPool('managed');
     const owned = await eventually(
       async () => {
         const d = JSON.parse(
-          (await k(['get', 'deployment', 'shop-proxy', '-o', 'json', '--show-managed-fields'])).stdout,
+          (await k(['get', 'deployment', 'managed-proxy', '-o', 'json', '--show-managed-fields'])).stdout,
         );
-        const s = JSON.parse((await k(['get', 'service', 'shop-proxy', '-o', 'json'])).stdout);
-        const sec = JSON.parse((await k(['get', 'secret', 'shop-tether', '-o', 'json'])).stdout);
+        const s = JSON.parse((await k(['get', 'service', 'managed-proxy', '-o', 'json'])).stdout);
+        const sec = JSON.parse((await k(['get', 'secret', 'managed-tether', '-o', 'json'])).stdout);
         return { d, s, sec };
       },
       { timeoutMs: 30_000, what: 'owned objects' },
@@ -217,7 +230,7 @@ describe('tether-operator (apiserver only; hand-made pods and slices)', () => {
       expect(o.metadata.ownerReferences).toEqual([
         expect.objectContaining({
           kind: 'StickyBackendPool',
-          name: 'shop',
+          name: 'managed',
           uid: pool.metadata.uid,
           controller: true,
         }),
@@ -230,6 +243,8 @@ describe('tether-operator (apiserver only; hand-made pods and slices)', () => {
   });
 
   it('pushes the table to every proxy pod of the pool and reports Ready', async () => {
+    // Sidecar: the proxies are the hand-made pods below (on a test cluster a Managed pool would add real ones).
+    await apply(poolManifest('shop', { proxy: { mode: 'Sidecar' } }));
     [a, b] = await Promise.all([startPoolProxy('shop'), startPoolProxy('shop')]);
     await proxyPod('shop-proxy-a', 'shop', a);
     await proxyPod('shop-proxy-b', 'shop', b);

@@ -74,6 +74,11 @@ export class Informer<T extends KubeObject> {
     await this.loop?.catch(() => {});
   }
 
+  /** For logs, metrics and /readyz. */
+  get name(): string {
+    return this.o.name;
+  }
+
   /** True after the first list; stays true across relists. */
   get hasSynced(): boolean {
     return this.synced;
@@ -182,7 +187,10 @@ export class Informer<T extends KubeObject> {
       signal,
       timeoutMs: 0,
     });
-    if (res.status === 410) return 'gone';
+    if (res.status === 410) {
+      await res.body.body?.cancel();
+      return 'gone';
+    }
     if (res.status !== 200) {
       const text = await res.body.text();
       throw new KubeApiError(
