@@ -46,6 +46,9 @@ export class KubeClient {
     | { headers: Record<string, string>; dispatcher: Dispatcher | undefined; at: number }
     | undefined;
 
+  private authInFlight:
+    | Promise<{ headers: Record<string, string>; dispatcher: Dispatcher | undefined }>
+    | undefined;
   readonly kc: KubeConfig;
 
   constructor(kc: KubeConfig) {
@@ -112,19 +115,30 @@ export class KubeClient {
   }
 
   /** Headers and TLS dispatcher, computed once a minute (tokens from exec plugins or files rotate). */
-  private async authentication() {
-    if (this.auth !== undefined && Date.now() - this.auth.at < 60_000) return this.auth;
-    const ctx = new RequestContext(this.server, 'GET' as never);
-    await this.kc.applySecurityAuthentication(ctx);
-    const old = this.auth?.dispatcher;
-    this.auth = {
-      headers: ctx.getHeaders(),
-      dispatcher: ctx.getDispatcher() as Dispatcher | undefined,
-      at: Date.now(),
-    };
-    // The old pool finishes its requests (watches included) before closing.
-    if (old !== undefined && old !== this.auth.dispatcher) void old.close().catch(() => {});
-    return this.auth;
+  private async authentication(): Promise<{
+    headers: Record<string, string>;
+    dispatcher: Dispatcher | undefined;
+  }> {
+    const cur = this.auth;
+    if (cur !== undefined && Date.now() - cur.at < 60_000) return cur;
+    // One computation at a time: concurrent first requests share it.
+    this.authInFlight ??= (async () => {
+      try {
+        const ctx = new RequestContext(this.server, 'GET' as never);
+        await this.kc.applySecurityAuthentication(ctx);
+        // The TLS dispatcher (one keep-alive pool) is kept for the client's life: replacing it
+        // would cut long watches. Only the headers (tokens of exec plugins, token files) are renewed.
+        this.auth = {
+          headers: ctx.getHeaders(),
+          dispatcher: this.auth?.dispatcher ?? (ctx.getDispatcher() as Dispatcher | undefined),
+          at: Date.now(),
+        };
+        return this.auth;
+      } finally {
+        this.authInFlight = undefined;
+      }
+    })();
+    return this.authInFlight;
   }
 }
 
