@@ -72,8 +72,9 @@ case "${1:-}" in
 [cluster.sh] test cluster running; its network namespace is held by pid $pid.
   shell inside it:   test/cluster/cluster.sh shell      (or: nsenter -t $pid -n bash)
   one command:       test/cluster/cluster.sh exec kubectl get nodes
-  try:               kubectl create deployment web --image=tether-test-backend:dev --replicas=3 -- \\
-                       node test/cluster/test-backend.ts   # (args are ignored: see README)
+  try (inside):      kubectl create deployment web --image=tether-test-backend:dev --replicas=3
+                     kubectl expose deployment web --port=80 --target-port=8080
+                     kubectl get pods -o wide; curl http://<pod IP>:8080/; kubectl get endpointslices
   KUBECONFIG=$(kubeconfig)
   pod logs:          $dir/cluster/run/pods/
   stop:              make cluster-down
@@ -107,7 +108,7 @@ MSG
       fi
       # Whatever still runs in the cluster's private namespace was started by
       # the cluster (nothing else can be in it): end it, so nothing is left.
-      if [[ "$netns" != "$(readlink /proc/1/ns/net)" ]]; then
+      if [[ -n "$netns" && "$netns" != "$(readlink /proc/$$/ns/net)" ]]; then
         for p in /proc/[0-9]*; do
           if [[ "$(readlink "$p/ns/net" 2>/dev/null)" == "$netns" ]]; then kill -KILL "${p#/proc/}" 2>/dev/null || true; fi
         done

@@ -27,11 +27,10 @@ die() {
 
 if [[ "${1:-}" == "--inside" ]]; then
   shift
-  # Refuse to go on in the namespace of PID 1: the route below would then
-  # change the host's routing table.
-  if [[ "$(readlink /proc/self/ns/net)" == "$(readlink /proc/1/ns/net 2>/dev/null || true)" ]]; then
-    die "still in the host's network namespace; refusing to add routes there"
-  fi
+  # Refuse to go on in a namespace with any interface but lo (the host's):
+  # the route below would change its routing table, and pod IPs could leave.
+  others="$(ip -o link show | awk -F': ' '$2 != "lo" { print $2 }' | tr '\n' ' ')"
+  [[ -z "$others" ]] || die "not a fresh network namespace (interfaces: $others); refusing to add routes"
   ip link set lo up || die "cannot bring lo up in the new namespace"
   ip route add local "$range" dev lo || die "cannot make $range local (ip route add local $range dev lo)"
   export TETHER_NETNS=1 TETHER_POD_RANGE="$range"

@@ -92,18 +92,21 @@ describe('the test-cluster harness', () => {
     );
   });
 
-  it('refuses to start in the host network namespace', async () => {
+  it('refuses to start in a network namespace with a way out', async () => {
+    // A fresh namespace with a veth pair: interfaces besides lo, as on the host.
     const mod = join(REPO_ROOT, 'test', 'cluster', 'cluster.ts');
-    const r = await sh('nsenter', [
-      '-t',
-      '1',
+    const code = `const { checkNetwork } = await import(${JSON.stringify(mod)}); await checkNetwork('10.244.0.0/16', []);`;
+    const r = await sh('unshare', [
       '-n',
+      'sh',
+      '-c',
+      'ip link add v0 type veth peer name v1 && exec "$0" --input-type=module -e "$1"',
       process.execPath,
-      '--input-type=module',
-      '-e',
-      `const { checkNetwork } = await import(${JSON.stringify(mod)}); await checkNetwork('10.244.0.0/16', []);`,
+      code,
     ]);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/must run in a private network namespace, not the host's/);
+    expect(r.stderr).toMatch(
+      /must run in a private network namespace with only lo, not in one with v\d, v\d/,
+    );
   });
 });
