@@ -47,6 +47,7 @@ export const TETHER_IMAGE_RULE: ImageRule = {
   pattern: imageName('tether'),
   commands: {
     'tether-proxy': [process.execPath, join(REPO_ROOT, 'bin', 'tether-proxy.js')],
+    'tether-operator': [process.execPath, join(REPO_ROOT, 'bin', 'tether-operator.js')],
   },
   defaultCommand: 'tether-proxy',
 };

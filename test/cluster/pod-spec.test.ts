@@ -143,6 +143,8 @@ describe('image table', () => {
       '-v',
       'a',
     ]);
-    expect(() => buildArgv(TETHER_IMAGE_RULE, ['sh'], [])).toThrow(/no command "sh" \(known: tether-proxy\)/);
+    expect(() => buildArgv(TETHER_IMAGE_RULE, ['sh'], [])).toThrow(
+      /no command "sh" \(known: tether-proxy, tether-operator\)/,
+    );
   });
 });
