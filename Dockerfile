@@ -1,11 +1,13 @@
 # One image, both bins: tether-operator and tether-proxy.
 #
 #   docker build -t tether:dev .
-#   docker run --rm tether:dev /app/bin/tether-proxy.js --help
-#   docker run --rm tether:dev /app/bin/tether-operator.js --help
+#   docker run --rm tether:dev --help                                   # the operator
+#   docker run --rm --entrypoint tether-proxy tether:dev --help         # the proxy
 #
-# ENTRYPOINT is node itself (exec form: no shell is needed at run time); the
-# first argument picks the bin, the rest are its flags, as in the chart's pods.
+# Both bins are on PATH (/usr/local/bin). ENTRYPOINT is the operator, as in a
+# kubebuilder image; a proxy container sets `command: [tether-proxy]`. Exec
+# form throughout: the bins start node through their `#!/usr/bin/env node`
+# line, so no shell is needed at run time.
 
 # Compile TypeScript to dist/ with the dev dependencies.
 FROM docker.io/library/node:24-slim AS build
@@ -42,9 +44,9 @@ COPY package.json ./
 COPY bin/ ./bin/
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
+RUN for b in /app/bin/*.js; do ln -s "$b" "/usr/local/bin/$(basename "$b" .js)"; done
 # 65532: the non-root uid of distroless and kubebuilder images; numeric so
 # that runAsNonRoot can verify it without an /etc/passwd entry.
 USER 65532:65532
 EXPOSE 8080 9901
-ENTRYPOINT ["/usr/local/bin/node"]
-CMD ["/app/bin/tether-proxy.js", "--help"]
+ENTRYPOINT ["tether-operator"]
