@@ -73,3 +73,4 @@ clean:
 	rm -rf dist coverage
 
 include mk/cluster.mk
+include mk/operator.mk

@@ -1,0 +1,12 @@
+# The operator (operator/, crds/): generated manifests, running it, its demo and benchmark.
+# Included by the top-level Makefile (NODE, deps).
+
+.PHONY: manifests run
+
+## manifests: regenerate crds/ and operator/rbac.yaml from the zod schemas and the RBAC list
+manifests: deps
+	$(NODE) operator/src/crd/write-manifests.ts
+
+## run: the operator against the current kubeconfig (kubebuilder's `make run`); ARGS for more flags
+run: deps
+	$(NODE) bin/tether-operator.js $(ARGS)

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { stickyBackendPoolSchema } from '../api/index.ts';
+import { desiredObjects, secretFor } from './desired-objects.ts';
+
+const pool = (proxy: Record<string, unknown>) =>
+  stickyBackendPoolSchema.parse({
+    apiVersion: 'tether.dev/v1alpha1',
+    kind: 'StickyBackendPool',
+    metadata: { name: 'shop', namespace: 'web', uid: 'uid-1' },
+    spec: { backend: { service: { name: 'shop', port: 'http' } }, proxy },
+  });
+
+describe('desiredObjects', () => {
+  it('Managed: a Deployment and a Service owned by the pool, selecting the pool label', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: plain objects
+    const [d, s] = desiredObjects(pool({ replicas: 3 }), { proxyImage: 'img:1' }) as any[];
+    expect(d.kind).toBe('Deployment');
+    expect(d.metadata).toMatchObject({ name: 'shop-proxy', namespace: 'web' });
+    expect(d.metadata.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'StickyBackendPool', name: 'shop', uid: 'uid-1', controller: true }),
+    ]);
+    expect(d.spec.replicas).toBe(3);
+    expect(d.spec.template.metadata.labels).toMatchObject({ 'tether.dev/pool': 'shop' });
+    expect(d.spec.template.spec.containers[0].image).toBe('img:1');
+    expect(d.spec.template.spec.containers[0].args).toContain('--admin-token-file=/etc/tether/admin-token');
+    expect(d.spec.template.spec.volumes[0].secret.secretName).toBe('shop-tether');
+    expect(s.kind).toBe('Service');
+    expect(s.spec.selector).toEqual(d.spec.selector.matchLabels);
+  });
+
+  it('Sidecar: nothing to apply', () => {
+    expect(desiredObjects(pool({ mode: 'Sidecar' }), { proxyImage: 'img' })).toEqual([]);
+  });
+
+  it('refuses a pool without a uid (an owner reference needs it)', () => {
+    const p = pool({});
+    delete (p.metadata as { uid?: string }).uid;
+    expect(() => desiredObjects(p, { proxyImage: 'i' })).toThrow(/no uid/);
+  });
+
+  it('the Secret holds a 32-byte admin token and one cookie key', () => {
+    let n = 0;
+    // biome-ignore lint/suspicious/noExplicitAny: plain object
+    const s = secretFor(pool({}), (len) => Buffer.alloc(len, ++n)) as any;
+    expect(s.metadata.name).toBe('shop-tether');
+    expect(Buffer.from(s.stringData['admin-token'], 'base64url')).toHaveLength(32);
+    expect(s.stringData['cookie-keys'].trim().split('\n')).toHaveLength(1);
+  });
+});

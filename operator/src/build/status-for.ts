@@ -1,0 +1,128 @@
+/**
+ * The status a reconcile writes, from what it observed: conditions `Ready`,
+ * `Progressing`, `Degraded` with reasons (kubebuilder's convention), counts,
+ * the table's revision, and `observedGeneration`. Pure: the clock is an input.
+ */
+import type { Condition, PoolStatus } from '../api/index.ts';
+
+/** What one reconcile saw and did. */
+export interface Observations {
+  generation: number;
+  /** Set when the spec is invalid: the message names the field. */
+  invalid?: string | undefined;
+  /** Set when the backend yields no table: Service or its port missing. */
+  backendProblem?: { reason: string; message: string } | undefined;
+  endpoints: { ready: number; draining: number };
+  /** Proxy pods that should hold the table, and those that report its revision. */
+  proxies: { desired: number; inSync: number };
+  /** One line per proxy a push failed for (first few). */
+  pushErrors: string[];
+  revision: number | undefined;
+  hash: string | undefined;
+  /** Sidecar pools: no pods labelled for the pool is not an error of the operator's. */
+  mode: 'Managed' | 'Sidecar';
+}
+
+type CondInput = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
+
+/** The three conditions for the observations, before transition times. */
+export function conditionsFor(o: Observations): CondInput[] {
+  const ok = (type: string, status: 'True' | 'False', reason: string, message: string): CondInput => ({
+    type,
+    status,
+    reason,
+    message,
+  });
+  if (o.invalid !== undefined) {
+    return [
+      ok('Ready', 'False', 'InvalidSpec', o.invalid),
+      ok('Progressing', 'False', 'InvalidSpec', 'fix the spec; nothing is pushed meanwhile'),
+      ok('Degraded', 'True', 'InvalidSpec', o.invalid),
+    ];
+  }
+  if (o.backendProblem !== undefined) {
+    const { reason, message } = o.backendProblem;
+    return [
+      ok('Ready', 'False', reason, message),
+      ok('Progressing', 'False', reason, message),
+      ok('Degraded', 'True', reason, message),
+    ];
+  }
+  const { desired, inSync } = o.proxies;
+  const pushing = inSync < desired;
+  const progressing = pushing
+    ? ok(
+        'Progressing',
+        'True',
+        'PushingRoutingTable',
+        `${inSync}/${desired} proxies hold revision ${o.revision}`,
+      )
+    : ok('Progressing', 'False', 'AsExpected', `all ${desired} proxies hold revision ${o.revision}`);
+  const degraded =
+    o.pushErrors.length > 0
+      ? ok('Degraded', 'True', 'PushFailed', o.pushErrors.slice(0, 3).join('; '))
+      : ok('Degraded', 'False', 'AsExpected', 'no errors');
+  let ready: CondInput;
+  if (o.endpoints.ready === 0) {
+    ready = ok(
+      'Ready',
+      'False',
+      'NoReadyEndpoints',
+      `the backend has no ready endpoints (${o.endpoints.draining} draining); the proxies answer 503`,
+    );
+  } else if (desired === 0) {
+    ready = ok(
+      'Ready',
+      'False',
+      'NoProxies',
+      o.mode === 'Sidecar'
+        ? 'no running pod is labelled for this pool (tether.dev/pool) with a proxy sidecar'
+        : 'no managed proxy pod is running yet',
+    );
+  } else if (inSync === 0) {
+    ready = ok('Ready', 'False', 'ProxiesNotInSync', `no proxy holds revision ${o.revision} yet`);
+  } else {
+    ready = ok(
+      'Ready',
+      'True',
+      'RoutingTableServed',
+      `${inSync}/${desired} proxies serve revision ${o.revision} with ${o.endpoints.ready} ready endpoints`,
+    );
+  }
+  return [ready, progressing, degraded];
+}
+
+/**
+ * The status to write. A condition keeps its `lastTransitionTime` while its
+ * status is unchanged (so "since when not Ready" stays true).
+ *
+ * @param previous - the pool's current status (for transition times and the revision kept on invalid specs).
+ * @param now - RFC 3339 time of this reconcile.
+ */
+export function statusFor(o: Observations, previous: PoolStatus | undefined, now: string): PoolStatus {
+  const before = new Map((previous?.conditions ?? []).map((c) => [c.type, c]));
+  const conditions = conditionsFor(o).map((c): Condition => {
+    const prev = before.get(c.type);
+    return {
+      ...c,
+      observedGeneration: o.generation,
+      lastTransitionTime: prev !== undefined && prev.status === c.status ? prev.lastTransitionTime : now,
+    };
+  });
+  const revision = o.revision ?? previous?.routingTableRevision;
+  const hash = o.hash ?? previous?.routingTableHash;
+  return {
+    observedGeneration: o.generation,
+    conditions,
+    endpoints: o.endpoints,
+    proxies: o.proxies,
+    ...(revision === undefined ? {} : { routingTableRevision: revision }),
+    ...(hash === undefined ? {} : { routingTableHash: hash }),
+  };
+}
+
+/** `Ready` of a status, for events: the transitions worth an Event. */
+export function readyOf(s: PoolStatus | undefined): { status: string; reason: string } | undefined {
+  const c = s?.conditions?.find((x) => x.type === 'Ready');
+  return c === undefined ? undefined : { status: c.status, reason: c.reason };
+}
