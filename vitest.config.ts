@@ -13,6 +13,7 @@ export default defineConfig({
             'proxy/src/**/*.test.ts',
             'operator/src/**/*.test.ts',
             'test/control-plane/**/*.test.ts',
+            'test/cluster/**/*.test.ts',
             'tools/**/*.test.ts',
           ],
           environment: 'node',

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the test control plane (etcd, kube-apiserver, kubectl, helm) from Go
-# modules and caches each binary by version under
+# Builds the test cluster's binaries (etcd, kube-apiserver, kubectl, helm,
+# kube-controller-manager, kube-scheduler, kwok) from Go modules and caches each binary by version under
 #   ${TETHER_CACHE:-$HOME/.cache/tether}/bin/<name>-<version>
 # A binary already in the cache is reused, so a warm run takes well under a
 # second. Versions come from versions.env next to this script.
@@ -62,18 +62,22 @@ install_bin() {
 # requires k8s.io/kubernetes and replaces each staging module with its
 # published v0.X.Y (the list is read from that version's own go.mod).
 # ---------------------------------------------------------------------------
+# The same wrapper module builds kube-controller-manager and kube-scheduler;
+# each binary is built only if it is missing from the cache.
 build_kubernetes() {
   local v="$KUBERNETES_VERSION"
-  local apiserver="kube-apiserver-$v" kubectl="kubectl-$v"
-  if have "$apiserver" && have "$kubectl"; then
-    log "reuse $bin/$apiserver, $bin/$kubectl"
+  local cmds=(kube-apiserver kubectl kube-controller-manager kube-scheduler)
+  local missing=() c
+  for c in "${cmds[@]}"; do have "$c-$v" || missing+=("$c"); done
+  if ((${#missing[@]} == 0)); then
+    log "reuse ${cmds[*]/%/-$v} in $bin"
     return
   fi
   local minor="${v#v1.}"; minor="${minor%%.*}"
   local staging_version="v0.${v#v1.}"
   local dir="$cache/build/kubernetes-$v"
   mkdir -p "$dir"
-  log "building kube-apiserver and kubectl $v in $dir (cold: many minutes on 2 cores)"
+  log "building ${missing[*]} $v in $dir (cold: many minutes on 2 cores)"
 
   local kmod
   kmod="$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)",*$/\1/p')"
@@ -105,13 +109,16 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 EOF
 
   (
     cd "$dir"
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$v" "k8s.io/kubernetes/cmd/kubectl@$v"
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@$v" "k8s.io/kubernetes/cmd/kubectl@$v" \
+      "k8s.io/kubernetes/cmd/kube-controller-manager@$v" "k8s.io/kubernetes/cmd/kube-scheduler@$v"
     # The same -X flags as hack/lib/version.sh, so /version and
     # `kubectl version` report the real release (helm checks it).
     local ld="-s -w"
@@ -120,15 +127,13 @@ EOF
       ld+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
       ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
     done
-    local t0=$SECONDS
-    gobuild -ldflags "$ld" -o "$dir/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-    log "kube-apiserver built in $((SECONDS - t0)) s"
-    t0=$SECONDS
-    gobuild -ldflags "$ld" -o "$dir/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
-    log "kubectl built in $((SECONDS - t0)) s"
+    for c in "${missing[@]}"; do
+      local t0=$SECONDS
+      gobuild -ldflags "$ld" -o "$dir/$c.tmp" "k8s.io/kubernetes/cmd/$c"
+      log "$c built in $((SECONDS - t0)) s"
+    done
   )
-  install_bin "$dir/kube-apiserver.tmp" "$apiserver"
-  install_bin "$dir/kubectl.tmp" "$kubectl"
+  for c in "${missing[@]}"; do install_bin "$dir/$c.tmp" "$c-$v"; done
 }
 
 # ---------------------------------------------------------------------------
@@ -188,8 +193,49 @@ build_helm() {
   install_bin "$dir/helm" "$name"
 }
 
+# ---------------------------------------------------------------------------
+# kwok: keeps simulated Nodes alive and moves Pods through their lifecycle.
+# Its go.mod has no replaces, so `go install` works directly. The stage files
+# the harness uses come from the same module version (see stages_dir below).
+# ---------------------------------------------------------------------------
+build_kwok() {
+  local v="$KWOK_VERSION"
+  local name="kwok-$v"
+  if have "$name"; then
+    log "reuse $bin/$name"
+  else
+    local dir="$cache/build/kwok-$v"
+    mkdir -p "$dir"
+    log "building kwok $v"
+    local t0=$SECONDS
+    GOBIN="$dir" nice -n "$nice_level" go install -trimpath \
+      -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${v#v}" \
+      "sigs.k8s.io/kwok/cmd/kwok@$v"
+    log "kwok built in $((SECONDS - t0)) s"
+    install_bin "$dir/kwok" "$name"
+  fi
+  # KWOK's stock stage files (node fast + heartbeat-with-lease, pod general),
+  # copied next to the binary so the harness needs no Go module cache.
+  local stages="$bin/kwok-stages-$v"
+  if [[ ! -d "$stages" ]]; then
+    local src
+    src="$(go mod download -json "sigs.k8s.io/kwok@$v" | sed -n 's/.*"Dir": "\(.*\)",*$/\1/p')"
+    [[ -d "$src/kustomize/stage" ]] || { log "no stage files in sigs.k8s.io/kwok@$v"; exit 1; }
+    rm -rf "$stages.tmp"
+    mkdir -p "$stages.tmp"
+    local f
+    for f in "$src"/kustomize/stage/{node/fast,node/heartbeat-with-lease,pod/general}/*.yaml; do
+      [[ "$(basename "$f")" == kustomization.yaml ]] || cp "$f" "$stages.tmp/"
+    done
+    chmod -R u+w "$stages.tmp"
+    mv "$stages.tmp" "$stages"
+    log "installed $stages"
+  fi
+}
+
 start=$SECONDS
 build_etcd
 build_helm
 build_kubernetes
+build_kwok
 log "done in $((SECONDS - start)) s; binaries in $bin"

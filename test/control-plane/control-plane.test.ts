@@ -27,6 +27,7 @@ describe('readVersions', () => {
     expect(v.kubernetes).toMatch(/^v1\.\d+\.\d+$/);
     expect(v.etcd).toMatch(/^v3\.\d+\.\d+$/);
     expect(v.helm).toMatch(/^v[34]\.\d+\.\d+$/);
+    expect(v.kwok).toMatch(/^v0\.\d+\.\d+$/);
   });
 
   it('agrees with what build.sh sources (same keys)', () => {
@@ -35,6 +36,7 @@ describe('readVersions', () => {
       'ETCD_VERSION',
       'HELM_VERSION',
       'KUBERNETES_VERSION',
+      'KWOK_VERSION',
     ]);
   });
 });

@@ -42,6 +42,8 @@ export interface Versions {
   etcd: string;
   /** e.g. `v4.3.1`. */
   helm: string;
+  /** e.g. `v0.8.0`: KWOK, for the full test cluster (test/cluster/cluster.ts). */
+  kwok: string;
 }
 
 /** Absolute paths of the four cached binaries. */
@@ -136,7 +138,12 @@ export function readVersions(file = join(CONTROL_PLANE_DIR, 'versions.env')): Ve
     if (!v) throw new Error(`${file}: ${key} is not set`);
     return v;
   };
-  return { kubernetes: get('KUBERNETES_VERSION'), etcd: get('ETCD_VERSION'), helm: get('HELM_VERSION') };
+  return {
+    kubernetes: get('KUBERNETES_VERSION'),
+    etcd: get('ETCD_VERSION'),
+    helm: get('HELM_VERSION'),
+    kwok: get('KWOK_VERSION'),
+  };
 }
 
 /** The cache's bin directory, computed the same way as `build.sh`. */
@@ -146,7 +153,7 @@ export function defaultBinDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** Paths of the binaries of `versions` in `binDir` (they may not exist yet). */
-export function binaryPaths(binDir: string, versions: Versions): Binaries {
+export function binaryPaths(binDir: string, versions: Omit<Versions, 'kwok'>): Binaries {
   return {
     etcd: join(binDir, `etcd-${versions.etcd}`),
     kubeApiserver: join(binDir, `kube-apiserver-${versions.kubernetes}`),
@@ -548,7 +555,7 @@ function cleanUpNow(): void {
   }
 }
 
-function installExitHook(): void {
+export function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   // 'exit' handlers must be synchronous: SIGKILL is the only thing that works here.
@@ -565,7 +572,7 @@ function installExitHook(): void {
 }
 
 /** Signals a whole process group; ignores groups that are already gone. */
-function killGroup(pid: number, signal: NodeJS.Signals): void {
+export function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
   } catch {
@@ -601,7 +608,7 @@ export async function stopProcessGroup(pid: number, graceMs = 10_000): Promise<v
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A server process started by {@link startServer}. */
-interface Server {
+export interface Server {
   child: ChildProcess;
   pid: number;
   log: string;
@@ -613,7 +620,7 @@ interface Server {
  * Starts a server in its own process group (so stop reaches any children),
  * its output appended to `log`.
  */
-function startServer(file: string, args: string[], log: string, detach: boolean): Server {
+export function startServer(file: string, args: string[], log: string, detach: boolean): Server {
   const fd = openSync(log, 'a');
   const child = spawn(file, args, { detached: true, stdio: ['ignore', fd, fd] });
   closeSync(fd);
@@ -644,7 +651,7 @@ export function tail(file: string, n = 30): string {
  * Polls `check` every 200 ms until it returns true.
  * @throws Error when `server` exits first or `timeoutMs` passes.
  */
-async function waitFor(
+export async function waitFor(
   what: string,
   server: Server,
   timeoutMs: number,
@@ -667,7 +674,7 @@ async function waitFor(
 }
 
 /** GET over HTTPS with the admin client certificate; resolves to status and body. Bounded to 5 s. */
-function httpsGet(
+export function httpsGet(
   url: string,
   tls: { ca: string; cert: string; key: string },
 ): Promise<{ status: number; body: string }> {
@@ -835,7 +842,7 @@ async function distinctFreePorts(n: number): Promise<number[]> {
   return [...ports];
 }
 
-function isExecutable(path: string): boolean {
+export function isExecutable(path: string): boolean {
   try {
     const st = statSync(path);
     return st.isFile() && (st.mode & 0o111) !== 0;

@@ -38,9 +38,9 @@ export interface NamespaceHandle {
 /**
  * Gives each test of the calling file its own namespace: created before the
  * test (name `<prefix>-<slug of test name>-<random>`, at most 63 characters,
- * labelled `tether.dev/e2e=true`), deleted after it. Without a
- * controller-manager the namespace stays `Terminating` with its objects; the
- * whole etcd is thrown away at the end of the run.
+ * labelled `tether.dev/e2e=true`), deleted after it (the namespace
+ * controller then deletes its objects, and the pod runner ends their
+ * processes); the whole etcd is thrown away at the end of the run.
  */
 export function useNamespace(prefix = 'e2e'): NamespaceHandle {
   let current: string | undefined;

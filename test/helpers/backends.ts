@@ -19,13 +19,18 @@ export interface Backend {
 export type BackendBehaviour = (req: IncomingMessage, res: ServerResponse, id: string) => boolean;
 
 /**
- * Starts a backend on 127.0.0.1, port 0 unless given.
+ * Starts a backend on `host` (default 127.0.0.1), port 0 unless given.
  *
  * Routes: `/healthz` → 200; `/slow?ms=N` → answers after N ms; `/reset` →
  * destroys the socket; anything else → JSON `{ endpoint, path, headers, body }`.
  * WebSocket upgrades are accepted and get one text frame: the endpoint id.
  */
-export async function startBackend(id: string, port = 0, behaviour?: BackendBehaviour): Promise<Backend> {
+export async function startBackend(
+  id: string,
+  port = 0,
+  behaviour?: BackendBehaviour,
+  host = '127.0.0.1',
+): Promise<Backend> {
   const seen: Backend['seen'] = [];
   const sockets = new Set<Socket>();
   const server = createServer((req, res) => {
@@ -69,7 +74,10 @@ export async function startBackend(id: string, port = 0, behaviour?: BackendBeha
       if (((d[0] ?? 0) & 0x0f) === 8) socket.end(Buffer.from([0x88, 0x00]));
     });
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
   const addr = server.address();
   const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
   return {
