@@ -15,6 +15,7 @@ export default defineConfig({
             'test/control-plane/**/*.test.ts',
             'test/cluster/**/*.test.ts',
             'tools/**/*.test.ts',
+            'test/chart/**/*.test.ts',
           ],
           environment: 'node',
         },
