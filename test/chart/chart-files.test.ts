@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { POOL_LABEL } from '../../operator/src/api/index.ts';
 import {
   ADMIN_PORT_NAME,
@@ -78,6 +78,52 @@ describe('the dashboard and the alerts query metrics that exist', () => {
     );
     expect(own.length).toBeGreaterThan(10);
     expect(own.filter((n) => !readme.includes(`| \`${n}\``))).toEqual([]);
+  });
+});
+
+/** Values whose content is Kubernetes' own (free-form): documented as one key. */
+const FREE_FORM = new Set([
+  'resources',
+  'podSecurityContext',
+  'securityContext',
+  'livenessProbe',
+  'readinessProbe',
+  'labels',
+]);
+
+/** Dotted paths of the documented values: leaves, and free-form maps as one key. */
+function valuePaths(o: Record<string, unknown>, prefix = ''): string[] {
+  return Object.entries(o).flatMap(([k, v]) => {
+    const path = `${prefix}${k}`;
+    const nested = v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0;
+    return nested && !FREE_FORM.has(k) ? valuePaths(v as Record<string, unknown>, `${path}.`) : [path];
+  });
+}
+
+/**
+ * Keys named by the README's values table. A row's first cell names a full
+ * path, then siblings by their last part: `` `a.b.c`, `d` `` documents a.b.c and a.b.d.
+ */
+function documentedValues(readme: string): Set<string> {
+  const section = readme.slice(readme.indexOf('### Helm values'), readme.indexOf('### Alerts'));
+  const out = new Set<string>();
+  for (const row of section.split('\n').filter((l) => l.startsWith('| `'))) {
+    const names = [...row.split('|')[1]!.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+    const parent = names[0]!.includes('.') ? names[0]!.slice(0, names[0]!.lastIndexOf('.') + 1) : '';
+    out.add(names[0]!);
+    for (const n of names.slice(1)) out.add(n.includes('.') ? n : `${parent}${n}`);
+  }
+  return out;
+}
+
+describe('README: Helm values', () => {
+  it('the values table documents every key of values.yaml, and no key that is not there', () => {
+    const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as Record<string, unknown>;
+    const paths = valuePaths(values);
+    const documented = documentedValues(read('README.md'));
+    expect(paths.length).toBeGreaterThan(40);
+    expect(paths.filter((p) => !documented.has(p))).toEqual([]);
+    expect([...documented].filter((d) => !paths.includes(d))).toEqual([]);
   });
 });
 
