@@ -76,6 +76,8 @@ export async function main(argv: string[]): Promise<void> {
   const metrics = new OperatorMetrics();
   const scopes: Array<string | undefined> = cfg.namespaces.length > 0 ? cfg.namespaces : [undefined];
 
+  const w = Math.max(1, Math.round(cfg['watch-timeout'] / 1000));
+  const watchTimeoutSeconds: [number, number] = [w, 2 * w];
   let controller: Controller | undefined;
   const restart = (resource: string) => (reason: string, err?: unknown) => {
     metrics.watchRestarts.inc({ resource, reason });
@@ -98,6 +100,7 @@ export async function main(argv: string[]): Promise<void> {
           metrics.pools.set(pools.reduce((n, i) => n + i.cache.size, 0));
         },
         onRestart: restart(POOL_PLURAL),
+        watchTimeoutSeconds,
       }),
   );
   const slices = scopes.map(
@@ -109,6 +112,7 @@ export async function main(argv: string[]): Promise<void> {
         parse: parserOf(endpointSliceSchema, 'EndpointSlice', log),
         onEvent: (t, o) => controller?.onSlice(t, o),
         onRestart: restart('endpointslices'),
+        watchTimeoutSeconds,
       }),
   );
   const pods = scopes.map(
@@ -120,6 +124,7 @@ export async function main(argv: string[]): Promise<void> {
         parse: parserOf(podSchema, 'Pod', log),
         onEvent: (t, o) => controller?.onPod(t, o),
         onRestart: restart('pods'),
+        watchTimeoutSeconds,
       }),
   );
   const informers = [...pools, ...slices, ...pods];

@@ -36,10 +36,11 @@ export const USAGE = `usage: tether-operator [flags]   (each flag also as env TE
   --lease-duration D             client-go LeaseDuration (default 15s)
   --renew-deadline D             client-go RenewDeadline (default 10s)
   --retry-period D               client-go RetryPeriod (default 2s)
-  --proxy-image IMAGE            image of managed proxy pods (default tether.dev/proxy:0.1.0)
+  --proxy-image IMAGE            image of managed proxy pods (default ghcr.io/tether-dev/tether:0.1.0)
   --metrics-listen HOST:PORT     /metrics, /healthz, /readyz (default 127.0.0.1:8080)
   --push-timeout D               per PUT to a proxy's admin API (default 5s)
   --resync D                     re-reconcile every pool this often (default 10m)
+  --watch-timeout D              server-side watch timeout, randomised in [D, 2D] like client-go (default 5m)
   --log-level debug|info|warn|error
 `;
 
@@ -64,10 +65,11 @@ export const configSchema = z
     'lease-duration': durationSchema.default('15s').transform(parseDuration),
     'renew-deadline': durationSchema.default('10s').transform(parseDuration),
     'retry-period': durationSchema.default('2s').transform(parseDuration),
-    'proxy-image': z.string().min(1).max(512).default('tether.dev/proxy:0.1.0'),
+    'proxy-image': z.string().min(1).max(512).default('ghcr.io/tether-dev/tether:0.1.0'),
     'metrics-listen': hostPort.prefault('127.0.0.1:8080'),
     'push-timeout': durationSchema.default('5s').transform(parseDuration),
     resync: durationSchema.default('10m').transform(parseDuration),
+    'watch-timeout': durationSchema.default('5m').transform(parseDuration),
     'log-level': z.enum(['debug', 'info', 'warn', 'error']).default('info'),
   })
   .refine((c) => c['lease-duration'] > c['renew-deadline'] && c['renew-deadline'] > c['retry-period'] * 1.2, {

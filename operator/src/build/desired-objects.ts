@@ -17,7 +17,7 @@ export const COOKIE_KEYS_KEY = 'cookie-keys';
 
 /** Settings the operator is started with that shape owned objects. */
 export interface DesiredSettings {
-  /** Image of the managed proxy container, e.g. `ghcr.io/tether/proxy:0.1.0`. */
+  /** Image of the managed proxy container, e.g. `ghcr.io/tether-dev/tether:0.1.0` (entry point `tether-proxy`). */
   proxyImage: string;
 }
 
@@ -82,6 +82,8 @@ export function desiredObjects(pool: StickyBackendPool, s: DesiredSettings): obj
             {
               name: 'proxy',
               image: s.proxyImage,
+              // One image holds both entry points (tether-proxy, tether-operator).
+              command: ['tether-proxy'],
               args: [
                 `--listen=$(POD_IP):${PROXY_HTTP_PORT}`,
                 `--admin-listen=$(POD_IP):${DEFAULT_ADMIN_PORT}`,
