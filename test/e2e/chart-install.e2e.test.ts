@@ -312,7 +312,10 @@ describe('helm install charts/tether into the test cluster', () => {
       Number((await query(`sum(tether_proxy_requests_total{pool="${pool}"})`))[0]?.value[1] ?? -1);
     const before = await eventually(
       async () => {
-        const up = await query('up').catch(() => []);
+        // The PodMonitor selects proxies in every namespace: count this test's.
+        const up = await query(
+          `up{job=~"serviceMonitor/.*"} or up{job=~"podMonitor/.*",namespace="${ns}"}`,
+        ).catch(() => []);
         if (up.length !== 4 || up.some((s) => s.value[1] !== '1')) return undefined;
         const t = await total();
         return t >= 0 ? t : undefined;
