@@ -20,6 +20,7 @@ help:
 	@echo "make demo   - run the sticky proxy on three local backends and print a report (no cluster)"
 	@echo "make test   - install what is needed, type-check, lint, run unit, integration and e2e tests"
 	@echo "other: build lint typecheck test-unit test-integration test-e2e bench tools cluster-up cluster-down clean"
+	@echo "operator: manifests run bench-operator"
 
 # npm ci whenever the lock file changed; the marker keeps warm runs instant.
 node_modules/.tether-deps: package.json package-lock.json

@@ -12,3 +12,8 @@ manifests: deps
 ## run: the operator against the current kubeconfig (kubebuilder's `make run`); ARGS for more flags
 run: deps
 	$(NODE) bin/tether-operator.js $(ARGS)
+
+.PHONY: bench-operator
+## bench-operator: EndpointSlice change → every proxy serving it (median/p99), 1 pool and BENCH_POOLS (1000) pools × 3
+bench-operator: deps debs tools
+	$(NODE) bench/operator-bench.ts

@@ -204,7 +204,9 @@ describe('tether-operator (apiserver only; hand-made pods and slices)', () => {
     const pool = await getPool('shop');
     const owned = await eventually(
       async () => {
-        const d = JSON.parse((await k(['get', 'deployment', 'shop-proxy', '-o', 'json'])).stdout);
+        const d = JSON.parse(
+          (await k(['get', 'deployment', 'shop-proxy', '-o', 'json', '--show-managed-fields'])).stdout,
+        );
         const s = JSON.parse((await k(['get', 'service', 'shop-proxy', '-o', 'json'])).stdout);
         const sec = JSON.parse((await k(['get', 'secret', 'shop-tether', '-o', 'json'])).stdout);
         return { d, s, sec };

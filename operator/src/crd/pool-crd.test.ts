@@ -37,10 +37,19 @@ describe('StickyBackendPool CRD', () => {
     { desc: 'affinity type', path: 'spec.affinity.type', want: 'Cookie' },
     { desc: 'draining timeout', path: 'spec.draining.timeout', want: '5m' },
     { desc: 'proxy replicas', path: 'spec.proxy.replicas', want: 2 },
-    { desc: 'affinity block (so nested defaults apply)', path: 'spec.affinity', want: {} },
+    { desc: 'draining block, filled in', path: 'spec.draining', want: { keepSessions: true, timeout: '5m' } },
   ])('carries the default of $desc', ({ path, want }) => {
     const nodes = new Map(walk(specOf(buildPoolCrd())));
     expect(nodes.get(path)?.default).toEqual(want);
+  });
+
+  it('object defaults are filled with their fields’ defaults (the apiserver checks them against CEL rules)', () => {
+    const nodes = new Map(walk(specOf(buildPoolCrd())));
+    expect(nodes.get('spec.affinity')?.default).toMatchObject({
+      type: 'Cookie',
+      cookie: { name: 'route', absoluteTimeout: '24h' },
+      learn: { timeout: '30m' },
+    });
   });
 
   it('makes a Service port int-or-string', () => {

@@ -114,6 +114,27 @@ export function makeStructural(node: SchemaNode): SchemaNode {
   return node;
 }
 
+/**
+ * Fills an object default (`default: {}`, zod's prefault) with the defaults
+ * of its properties, recursively. The apiserver checks a default against the
+ * node's CEL rules as written, before nested defaults apply: `{}` would fail
+ * any rule reading a field.
+ */
+export function materializeDefaults(node: SchemaNode): SchemaNode {
+  const props = (node.properties as Record<string, SchemaNode> | undefined) ?? {};
+  for (const child of Object.values(props)) materializeDefaults(child);
+  if (node.items !== undefined) materializeDefaults(node.items as SchemaNode);
+  const d = node.default;
+  if (node.type === 'object' && d !== null && typeof d === 'object' && !Array.isArray(d)) {
+    const filled: Record<string, unknown> = { ...(d as Record<string, unknown>) };
+    for (const [k, child] of Object.entries(props)) {
+      if (!(k in filled) && child.default !== undefined) filled[k] = structuredClone(child.default);
+    }
+    node.default = filled;
+  }
+  return node;
+}
+
 /** Adds each rule's `x-kubernetes-validations` entry at its path below `spec`. @throws {Error} for a path not in the schema. */
 export function addCelRules(spec: SchemaNode, rules: readonly CelRule[]): SchemaNode {
   for (const r of rules) {
@@ -137,7 +158,9 @@ export function addCelRules(spec: SchemaNode, rules: readonly CelRule[]): Schema
 /** The CRD object (apiextensions.k8s.io/v1) of StickyBackendPool. */
 export function buildPoolCrd(): SchemaNode {
   const spec = addCelRules(
-    makeStructural(z.toJSONSchema(poolSpecSchema, { io: 'input', target: 'openapi-3.0' }) as SchemaNode),
+    materializeDefaults(
+      makeStructural(z.toJSONSchema(poolSpecSchema, { io: 'input', target: 'openapi-3.0' }) as SchemaNode),
+    ),
     CEL_RULES,
   );
   const status = makeStructural(
