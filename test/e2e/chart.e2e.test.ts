@@ -121,6 +121,23 @@ describe('kubectl apply --dry-run=server', () => {
     for (const l of lines) expect(l).toMatch(/ (created|configured|unchanged) \(server dry run\)$/);
   });
 
+  it('the apiserver accepts every example of examples/ under the chart CRD (its CEL rules included)', async () => {
+    const cp = controlPlane();
+    const crd = only((await renderChart()).objects, 'CustomResourceDefinition');
+    // Server-side apply: the CRD may be there already (operator tests, or a
+    // Helm release that adopted it); same content, so no conflict.
+    await kubectl(cp, ['apply', '--server-side', '--field-manager=tether-chart-test', '-f', '-'], {
+      input: JSON.stringify(crd),
+    });
+    await kubectl(cp, ['wait', '--for=condition=Established', `crd/${crd.metadata.name}`, '--timeout=60s'], {
+      timeoutMs: 70_000,
+    });
+    const { stdout } = await kubectl(cp, ['apply', '--dry-run=server', '-f', join(REPO, 'examples')]);
+    expect(stdout).toMatch(/stickybackendpool.tether.dev\/shop created \(server dry run\)/);
+    expect(stdout.match(/stickybackendpool\.tether\.dev\/\S+ created/g)).toHaveLength(5);
+    expect(stdout).toMatch(/deployment.apps\/storefront created \(server dry run\)/);
+  });
+
   it('is a real check: the apiserver refuses a PodMonitor with a bad field', async () => {
     const { objects } = await renderChart(setFlags(ALL_ON), { namespace: ns.name });
     const pm = only(objects, 'PodMonitor');
