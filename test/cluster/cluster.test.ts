@@ -47,8 +47,8 @@ describe('kwokConfig', () => {
         }),
       );
       const docs = parseAllDocuments(kwokConfig(dir, 200, 500)).map((d) => d.toJS());
-      expect(docs[0].kind).toBe('KwokConfiguration');
-      const byName = Object.fromEntries(docs.slice(1).map((d) => [d.metadata.name, d.spec.delay]));
+      expect(docs.every((d) => d.kind === 'Stage')).toBe(true);
+      const byName = Object.fromEntries(docs.map((d) => [d.metadata.name, d.spec.delay]));
       expect(byName['node-initialize']).toEqual({ durationMilliseconds: 5 });
       expect(byName['pod-create']).toEqual({ durationMilliseconds: 200, jitterDurationMilliseconds: 700 });
       expect(byName['pod-delete']).toEqual({

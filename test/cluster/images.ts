@@ -104,5 +104,5 @@ export function buildArgv(
 
 /** Names of the images in `table`, for messages about unknown images. */
 export function describeTable(table: readonly ImageRule[]): string {
-  return table.map((r) => `${r.name} (${r.pattern.source})`).join(', ');
+  return table.map((r) => r.name).join(', ');
 }

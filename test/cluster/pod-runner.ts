@@ -139,10 +139,12 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
   const noted = new Map<string, string>();
   let stopped = false;
 
-  const note = (uid: string, msg: string): void => {
-    if (noted.get(uid) === msg) return;
+  /** Logs `msg` unless it was the last thing said about this pod; true if logged. */
+  const note = (uid: string, msg: string): boolean => {
+    if (noted.get(uid) === msg) return false;
     noted.set(uid, msg);
     log(msg);
+    return true;
   };
   const event = (m: Managed, msg: string): void =>
     appendFileSync(join(m.dir, 'events.log'), `${new Date().toISOString()} ${msg}\n`);
@@ -296,11 +298,12 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
         return;
       }
       // A pod the runner cannot start is reported, not retried in a loop.
-      note(uid, `pod ${ns}/${name}: cannot run: ${(err as Error).message}`);
-      appendFileSync(
-        join(dir, 'events.log'),
-        `${new Date().toISOString()} cannot run: ${(err as Error).message}\n`,
-      );
+      if (note(uid, `pod ${ns}/${name}: cannot run: ${(err as Error).message}`)) {
+        appendFileSync(
+          join(dir, 'events.log'),
+          `${new Date().toISOString()} cannot run: ${(err as Error).message}\n`,
+        );
+      }
       return;
     }
     m.procs = procs;

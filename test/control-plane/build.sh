@@ -31,6 +31,17 @@ fi
 nice_level="${BUILD_NICE:-10}"
 mkdir -p "$bin" "$cache/build"
 
+# One build at a time per cache: two runs (two checkouts, or make test next to
+# make cluster-up) would compile the same packages twice on the same cores and
+# write the same wrapper modules. The second waits, then reuses what the first built.
+if command -v flock >/dev/null; then
+  exec 9>"$cache/build.lock"
+  if ! flock -n 9; then
+    echo "[build.sh] another build.sh is running on $cache; waiting for it" >&2
+    flock 9
+  fi
+fi
+
 log() { echo "[build.sh] $*" >&2; }
 
 command -v go >/dev/null || { log "go is not installed (need go >= 1.26)"; exit 1; }
