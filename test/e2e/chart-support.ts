@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { CONTROL_PLANE_DIR, defaultBinDir, parseEnvFile } from '../control-plane/control-plane.ts';
-import { controlPlane, helm, kubectl } from './support.ts';
+import { controlPlane, eventually, helm, kubectl } from './support.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const CHART = join(REPO, 'charts', 'tether');
@@ -91,11 +91,17 @@ export function installMonitoringCrds(): Promise<void> {
   monitoringInstalled ??= (async () => {
     const cp = controlPlane();
     await kubectl(cp, ['apply', '--server-side', '-f', monitoringCrdDir()]);
+    // Polled rather than `kubectl wait`: a re-applied CRD can show no
+    // conditions for a moment, and `kubectl wait` fails on that at once.
     for (const k of ['servicemonitors', 'podmonitors', 'prometheusrules']) {
-      await kubectl(
-        cp,
-        ['wait', '--for=condition=Established', `crd/${k}.monitoring.coreos.com`, '--timeout=60s'],
-        { timeoutMs: 70_000 },
+      await eventually(
+        async () => {
+          const crd = JSON.parse(
+            (await kubectl(cp, ['get', 'crd', `${k}.monitoring.coreos.com`, '-o', 'json'])).stdout,
+          ) as { status?: { conditions?: Array<{ type: string; status: string }> } };
+          return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+        },
+        { timeoutMs: 60_000, intervalMs: 250, what: `CRD ${k}.monitoring.coreos.com Established` },
       );
     }
   })();
