@@ -242,7 +242,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await children.stopAll();
   await helm(cluster(), ['uninstall', RELEASE, '-n', ns, '--ignore-not-found']).catch(() => undefined);
-  await kubectl(cluster(), ['delete', 'namespace', ns, '--wait=false']).catch(() => undefined);
+  // Wait for the namespace to go (bounded), so later e2e files' operators,
+  // which watch every namespace, do not meet this test's pools and proxies.
+  await kubectl(cluster(), ['delete', 'namespace', ns, '--timeout=90s'], { timeoutMs: 100_000 }).catch(
+    () => undefined,
+  );
   rmSync(dir, { recursive: true, force: true });
 });
 
