@@ -10,8 +10,10 @@ BIOME := node_modules/.bin/biome
 # Debian packages the tests and benchmarks start for real.
 TEST_DEBS := curl openssl ca-certificates prometheus iproute2 util-linux
 BENCH_DEBS := wrk haproxy nginx
+# The image test builds the Dockerfile without a Docker engine.
+IMAGE_DEBS := buildah debootstrap
 
-.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration bench faults-bench clean help
+.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration test-image image bench faults-bench clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -49,7 +51,17 @@ test-unit: deps
 test-integration: deps debs
 	$(VITEST) run --project integration
 
-test: deps debs typecheck lint test-unit test-integration test-e2e
+test: deps debs typecheck lint test-unit test-integration test-e2e test-image
+
+## image: the container image (Dockerfile) built with buildah into vfs storage, tagged localhost/tether:dev
+image: deps
+	@scripts/ensure-debs.sh $(IMAGE_DEBS)
+	test/image/build-image.sh localhost/tether:dev
+
+## test-image: build the image and run both bins' --help in it as the non-root user
+test-image: deps
+	@scripts/ensure-debs.sh $(IMAGE_DEBS)
+	$(VITEST) run --project image
 
 demo: deps
 	$(NODE) demo/run-demo.ts

@@ -15,6 +15,7 @@ export default defineConfig({
             'test/control-plane/**/*.test.ts',
             'test/cluster/**/*.test.ts',
             'tools/**/*.test.ts',
+            'test/chart/**/*.test.ts',
           ],
           environment: 'node',
         },
@@ -39,6 +40,15 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 300_000,
           fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'image',
+          include: ['test/image/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 120_000,
+          hookTimeout: 1_200_000,
         },
       },
     ],

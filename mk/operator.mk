@@ -3,9 +3,11 @@
 
 .PHONY: manifests run
 
-## manifests: regenerate crds/ and operator/rbac.yaml from the zod schemas and the RBAC list
+## manifests: regenerate crds/ and operator/rbac.yaml from the zod schemas and the RBAC list,
+## and their copies in charts/tether/files/
 manifests: deps
 	$(NODE) operator/src/crd/write-manifests.ts
+	$(NODE) operator/src/crd/write-chart-files.ts
 
 ## run: the operator against the current kubeconfig (kubebuilder's `make run`); ARGS for more flags
 run: deps

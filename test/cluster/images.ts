@@ -3,9 +3,7 @@
  * processes of this checkout, and with which entry points. An image not in
  * the table is left to KWOK alone (the pod still goes Running, no process).
  *
- * To add an entry point (the operator, issue 9): add a command to
- * {@link TETHER_IMAGE_RULE}'s `commands`, e.g.
- * `'tether-operator': [process.execPath, join(REPO_ROOT, 'bin/tether-operator.js')]`.
+ * To add an entry point: add a command to {@link TETHER_IMAGE_RULE}'s `commands`.
  * To add an image: append an {@link ImageRule} to {@link defaultImageTable}.
  */
 import { basename, dirname, join } from 'node:path';
@@ -41,15 +39,19 @@ function imageName(name: string): RegExp {
   return new RegExp(`^(?:[^/]+/)*${name.replace(/[.-]/g, '\\$&')}(?:[:@].*)?$`);
 }
 
-/** Tether: the proxy today; the operator's entry point is added with issue 9. */
+/**
+ * Tether: one image, both bins, as the Dockerfile builds it. The default is
+ * the image's ENTRYPOINT, `tether-operator` (the Helm chart sets only args);
+ * proxy containers set `command: [tether-proxy]`.
+ */
 export const TETHER_IMAGE_RULE: ImageRule = {
   name: 'tether',
   pattern: imageName('tether'),
   commands: {
-    'tether-proxy': [process.execPath, join(REPO_ROOT, 'bin', 'tether-proxy.js')],
     'tether-operator': [process.execPath, join(REPO_ROOT, 'bin', 'tether-operator.js')],
+    'tether-proxy': [process.execPath, join(REPO_ROOT, 'bin', 'tether-proxy.js')],
   },
-  defaultCommand: 'tether-proxy',
+  defaultCommand: 'tether-operator',
 };
 
 /** The HTTP/WebSocket test backend of test/cluster/test-backend.ts. */

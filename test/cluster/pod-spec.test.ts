@@ -131,11 +131,13 @@ describe('image table', () => {
 
   it('builds argv: default entry point + args, or command[0] chosen by basename', () => {
     const [exe, script] = TETHER_IMAGE_RULE.commands['tether-proxy']!;
-    expect(buildArgv(TETHER_IMAGE_RULE, undefined, ['--listen', 'x'])).toEqual([
-      exe,
-      script,
-      '--listen',
-      'x',
+    // The default is the image's ENTRYPOINT: the operator (Dockerfile).
+    const [opExe, opScript] = TETHER_IMAGE_RULE.commands['tether-operator']!;
+    expect(opScript).toMatch(/bin\/tether-operator\.js$/);
+    expect(buildArgv(TETHER_IMAGE_RULE, undefined, ['--workers=2'])).toEqual([
+      opExe,
+      opScript,
+      '--workers=2',
     ]);
     expect(buildArgv(TETHER_IMAGE_RULE, ['/usr/bin/tether-proxy', '-v'], ['a'])).toEqual([
       exe,
@@ -144,7 +146,7 @@ describe('image table', () => {
       'a',
     ]);
     expect(() => buildArgv(TETHER_IMAGE_RULE, ['sh'], [])).toThrow(
-      /no command "sh" \(known: tether-proxy, tether-operator\)/,
+      /no command "sh" \(known: tether-operator, tether-proxy\)/,
     );
   });
 });

@@ -244,7 +244,34 @@ build_kwok() {
   fi
 }
 
+# ---------------------------------------------------------------------------
+# prometheus-operator CRDs: no binary, only the three CRDs the Helm chart's
+# optional ServiceMonitor, PodMonitor and PrometheusRule need, copied from the
+# module (example/prometheus-operator-crd/) like KWOK's stage files.
+# ---------------------------------------------------------------------------
+fetch_monitoring_crds() {
+  local v="$PROMETHEUS_OPERATOR_VERSION"
+  local dest="$bin/monitoring-crds-$v"
+  if [[ -d "$dest" ]]; then
+    log "reuse $dest"
+    return
+  fi
+  local src
+  src="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$v" | sed -n 's/.*"Dir": "\(.*\)",*$/\1/p')"
+  [[ -d "$src/example/prometheus-operator-crd" ]] || { log "no CRDs in prometheus-operator@$v"; exit 1; }
+  rm -rf "$dest.tmp"
+  mkdir -p "$dest.tmp"
+  local k
+  for k in servicemonitors podmonitors prometheusrules; do
+    cp "$src/example/prometheus-operator-crd/monitoring.coreos.com_$k.yaml" "$dest.tmp/"
+  done
+  chmod -R u+w "$dest.tmp"
+  mv "$dest.tmp" "$dest"
+  log "installed $dest"
+}
+
 start=$SECONDS
+fetch_monitoring_crds
 build_etcd
 build_helm
 build_kubernetes

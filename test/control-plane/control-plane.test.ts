@@ -37,6 +37,7 @@ describe('readVersions', () => {
       'HELM_VERSION',
       'KUBERNETES_VERSION',
       'KWOK_VERSION',
+      'PROMETHEUS_OPERATOR_VERSION',
     ]);
   });
 });
