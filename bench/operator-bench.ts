@@ -22,7 +22,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeClient, resourcePath } from '../operator/src/kube/client.ts';
-import { kubectl, startControlPlane } from '../test/control-plane/control-plane.ts';
+import { kubectl, startControlPlane, waitForCrdEstablished } from '../test/control-plane/control-plane.ts';
 import { type Child, ChildProcesses, waitForLine } from '../tools/child-processes.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -266,22 +266,7 @@ async function main(): Promise<void> {
   const stand = new StandIns();
   try {
     await kubectl(cp, ['apply', '--server-side', '-f', join(REPO, 'crds')]);
-    // `kubectl wait` fails (not waits) while the new CRD has no conditions yet: retry it.
-    for (let i = 0; ; i++) {
-      const ok = await kubectl(cp, [
-        'wait',
-        '--for=condition=Established',
-        'crd/stickybackendpools.tether.dev',
-        '--timeout=60s',
-      ])
-        .then(() => true)
-        .catch((err: Error) => {
-          if (i >= 50) throw err;
-          return false;
-        });
-      if (ok) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitForCrdEstablished(cp, 'stickybackendpools.tether.dev');
     await stand.start(3);
     const client = KubeClient.fromConfig(cp.adminKubeconfig);
     const results: ScenarioResult[] = [];

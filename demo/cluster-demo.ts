@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCluster } from '../test/cluster/cluster.ts';
 import { TEST_BACKEND_IMAGE, TETHER_IMAGE } from '../test/cluster/images.ts';
-import { kubectl } from '../test/control-plane/control-plane.ts';
+import { kubectl, waitForCrdEstablished } from '../test/control-plane/control-plane.ts';
 import { ChildProcesses, waitForLine } from '../tools/child-processes.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -49,22 +49,7 @@ async function main(): Promise<void> {
     );
     say('== kubectl apply -f crds/ and start tether-operator');
     await kubectl(c, ['apply', '--server-side', '-f', join(REPO, 'crds')]);
-    // `kubectl wait` fails (not waits) while the new CRD has no conditions yet: retry it.
-    for (let i = 0; ; i++) {
-      const ok = await kubectl(c, [
-        'wait',
-        '--for=condition=Established',
-        'crd/stickybackendpools.tether.dev',
-        '--timeout=60s',
-      ])
-        .then(() => true)
-        .catch((err: Error) => {
-          if (i >= 50) throw err;
-          return false;
-        });
-      if (ok) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitForCrdEstablished(c, 'stickybackendpools.tether.dev');
     await kubectl(c, ['create', 'namespace', 'demo']);
     const op = children.spawn('tether-operator', join(REPO, 'node_modules/.bin/node'), [
       join(REPO, 'bin/tether-operator.js'),

@@ -446,6 +446,34 @@ export function kubectl(cp: ControlPlaneInfo, args: string[], opts: ToolOptions 
 }
 
 /**
+ * Waits until the CRD `name` (e.g. `stickybackendpools.tether.dev`) is
+ * Established, polling its status every 200 ms. Polled rather than
+ * `kubectl wait --for=condition=Established`: right after an apply (or a
+ * re-apply) the CRD may have no `status.conditions` for a moment, and
+ * `kubectl wait` fails on that at once instead of waiting.
+ * @throws Error naming the CRD after `timeoutMs` (default 60 s); the last kubectl error is in the message.
+ */
+export async function waitForCrdEstablished(
+  cp: ControlPlaneInfo,
+  name: string,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    try {
+      const { stdout } = await kubectl(cp, ['get', `crd/${name}`, '-o', 'json']);
+      const crd = JSON.parse(stdout) as { status?: { conditions?: Array<{ type: string; status: string }> } };
+      if (crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) return;
+    } catch (err) {
+      last = `: ${(err as Error).message}`;
+    }
+    if (Date.now() >= deadline) throw new Error(`CRD ${name} not Established within ${timeoutMs} ms${last}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
  * Runs the pinned helm against the control plane, with helm's config, cache
  * and data directories inside the control plane's directory (the user's own
  * helm setup is neither read nor changed). Default timeout 120 s.

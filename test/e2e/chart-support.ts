@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { CONTROL_PLANE_DIR, defaultBinDir, parseEnvFile } from '../control-plane/control-plane.ts';
-import { controlPlane, eventually, helm, kubectl } from './support.ts';
+import { controlPlane, helm, kubectl, waitForCrdEstablished } from './support.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const CHART = join(REPO, 'charts', 'tether');
@@ -91,39 +91,13 @@ export function installMonitoringCrds(): Promise<void> {
   monitoringInstalled ??= (async () => {
     const cp = controlPlane();
     await kubectl(cp, ['apply', '--server-side', '-f', monitoringCrdDir()]);
-    // Polled rather than `kubectl wait`: a re-applied CRD can show no
-    // conditions for a moment, and `kubectl wait` fails on that at once.
-    for (const k of ['servicemonitors', 'podmonitors', 'prometheusrules']) {
-      await eventually(
-        async () => {
-          const crd = JSON.parse(
-            (await kubectl(cp, ['get', 'crd', `${k}.monitoring.coreos.com`, '-o', 'json'])).stdout,
-          ) as { status?: { conditions?: Array<{ type: string; status: string }> } };
-          return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
-        },
-        { timeoutMs: 60_000, intervalMs: 250, what: `CRD ${k}.monitoring.coreos.com Established` },
-      );
-    }
+    for (const k of ['servicemonitors', 'podmonitors', 'prometheusrules'])
+      await waitForCrdEstablished(cp, `${k}.monitoring.coreos.com`);
   })();
   return monitoringInstalled;
 }
 
-/** Value of the first series of `name` whose labels include `labels`, in a Prometheus text page. */
-export function metricValue(
-  page: string,
-  name: string,
-  labels: Record<string, string> = {},
-): number | undefined {
-  for (const line of page.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([-+0-9.eE]+|NaN)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const ls = Object.fromEntries(
-      [...(m[2] ?? '').matchAll(/([a-zA-Z_]+)="([^"]*)"/g)].map((x) => [x[1], x[2]]),
-    );
-    if (Object.entries(labels).every(([k, v]) => ls[k] === v)) return Number(m[3]);
-  }
-  return undefined;
-}
+export { metricValue } from '../helpers/prometheus-text.ts';
 
 /** A label selector (matchLabels and matchExpressions) as kubectl's `-l` text. */
 export function selectorText(sel: {

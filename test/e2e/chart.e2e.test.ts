@@ -19,7 +19,7 @@ import {
   renderChart,
   setFlags,
 } from './chart-support.ts';
-import { CommandError, controlPlane, helm, kubectl, useNamespace } from './support.ts';
+import { CommandError, controlPlane, helm, kubectl, useNamespace, waitForCrdEstablished } from './support.ts';
 
 const kinds = (objects: readonly K8sObject[]): string[] => objects.map((o) => o.kind).sort();
 
@@ -129,9 +129,7 @@ describe('kubectl apply --dry-run=server', () => {
     await kubectl(cp, ['apply', '--server-side', '--field-manager=tether-chart-test', '-f', '-'], {
       input: JSON.stringify(crd),
     });
-    await kubectl(cp, ['wait', '--for=condition=Established', `crd/${crd.metadata.name}`, '--timeout=60s'], {
-      timeoutMs: 70_000,
-    });
+    await waitForCrdEstablished(cp, crd.metadata.name);
     const { stdout } = await kubectl(cp, ['apply', '--dry-run=server', '-f', join(REPO, 'examples')]);
     const accepted = / (created|configured|unchanged) \(server dry run\)$/;
     const lines = stdout.trim().split('\n');

@@ -3,7 +3,15 @@
 import { fileURLToPath } from 'node:url';
 import { CustomObjectsApi, Watch } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { apiError, controlPlane, eventually, kubeConfig, kubectl, useNamespace } from './support.ts';
+import {
+  apiError,
+  controlPlane,
+  eventually,
+  kubeConfig,
+  kubectl,
+  useNamespace,
+  waitForCrdEstablished,
+} from './support.ts';
 
 const crdFile = fileURLToPath(new URL('fixtures/widget-crd.yaml', import.meta.url));
 const group = 'smoke.tether.dev';
@@ -31,9 +39,7 @@ describe('CustomResourceDefinition', () => {
   beforeAll(async () => {
     const cp = controlPlane();
     await kubectl(cp, ['apply', '-f', crdFile]);
-    await kubectl(cp, ['wait', '--for=condition=Established', `crd/${plural}.${group}`, '--timeout=60s'], {
-      timeoutMs: 70_000,
-    });
+    await waitForCrdEstablished(cp, `${plural}.${group}`);
   });
 
   it('is Established after kubectl apply', async () => {

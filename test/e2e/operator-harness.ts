@@ -6,7 +6,16 @@
  */
 import { fileURLToPath } from 'node:url';
 import { type Child, ChildProcesses, waitForLine } from '../../tools/child-processes.ts';
-import { bindIdentity, controlPlane, eventually, type Identity, kubectl, mintIdentity } from './support.ts';
+import { metricValue } from '../helpers/prometheus-text.ts';
+import {
+  bindIdentity,
+  controlPlane,
+  eventually,
+  type Identity,
+  kubectl,
+  mintIdentity,
+  waitForCrdEstablished,
+} from './support.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const CRD_DIR = `${REPO}crds`;
@@ -25,15 +34,7 @@ export async function installCrd(): Promise<void> {
   if (crdInstalled) return;
   const cp = controlPlane();
   await kubectl(cp, ['apply', '--server-side', '-f', CRD_DIR]);
-  // Right after the apply, status.conditions may not exist yet and `kubectl wait` fails instead of waiting.
-  await eventually(
-    async () => {
-      const { stdout } = await kubectl(cp, ['get', 'crd/stickybackendpools.tether.dev', '-o', 'json']);
-      const crd = JSON.parse(stdout) as { status?: { conditions?: Array<{ type: string; status: string }> } };
-      return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
-    },
-    { timeoutMs: 60_000, intervalMs: 200, what: 'CRD Established' },
-  );
+  await waitForCrdEstablished(cp, 'stickybackendpools.tether.dev');
   crdInstalled = true;
 }
 
@@ -108,16 +109,7 @@ export async function startOperator(o: {
     metricsUrl,
     logs,
     async metric(name, labels = {}) {
-      const text = await (await fetch(`${metricsUrl}/metrics`)).text();
-      for (const line of text.split('\n')) {
-        const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([-+0-9.eE]+|NaN)$/.exec(line);
-        if (!m || m[1] !== name) continue;
-        const ls = Object.fromEntries(
-          [...(m[2] ?? '').matchAll(/([a-zA-Z_]+)="([^"]*)"/g)].map((x) => [x[1], x[2]]),
-        );
-        if (Object.entries(labels).every(([k, v]) => ls[k] === v)) return Number(m[3]);
-      }
-      return undefined;
+      return metricValue(await (await fetch(`${metricsUrl}/metrics`)).text(), name, labels);
     },
     async stop(signal = 'SIGTERM') {
       await children.stop(child, 10_000, signal);

@@ -13,6 +13,7 @@ export {
   type Identity,
   kubectl,
   mintIdentity,
+  waitForCrdEstablished,
 } from '../control-plane/control-plane.ts';
 
 /** The control plane started by global-setup.ts. */
