@@ -90,6 +90,16 @@ async function advance(c: FakeClock, ms: number, step = 100) {
   }
 }
 
+/**
+ * The wall clock that goes with a fake clock. With the real one, a whole
+ * simulated minute passes in a few real milliseconds, successive renews carry
+ * the same renewTime, and a candidate takes an unchanged record for a silent
+ * holder.
+ */
+function wallOf(c: FakeClock): () => Date {
+  return () => new Date(Date.UTC(2026, 0, 1) + c.now());
+}
+
 describe('LeaderElector', () => {
   const timing = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
 
@@ -103,6 +113,7 @@ describe('LeaderElector', () => {
         { identity: id, ...timing },
         { onStartedLeading: () => log.push(`${id} leads`), onStoppedLeading: () => log.push(`${id} stops`) },
         c,
+        wallOf(c),
       );
     const a = mk('a');
     const b = mk('b');
@@ -113,9 +124,13 @@ describe('LeaderElector', () => {
     expect(log).toEqual(['a leads']);
     // a's process hangs (no renew, no release): simulate by stopping its loop without release.
     (a as unknown as { stopped: boolean }).stopped = true;
-    await advance(c, 14_000);
+    // b counts the lease from when it last saw a renew, not from the hang: a
+    // renewed up to one retry period (2 s) before it, and b polls every 2–2.4 s
+    // (client-go's jitter). So b takes over between 13 s and 15 + 2.4 + 2.4 s
+    // after the hang, never earlier.
+    await advance(c, 12_900);
     expect(log).toEqual(['a leads']);
-    await advance(c, 6_000);
+    await advance(c, 7_000);
     expect(log).toEqual(['a leads', 'b leads']);
     expect(store.lease?.record).toMatchObject({ holderIdentity: 'b', leaseTransitions: 1 });
     await b.stop();
@@ -133,6 +148,7 @@ describe('LeaderElector', () => {
         onStoppedLeading: () => log.push(['stops', c.now()]),
       },
       c,
+      wallOf(c),
     );
     void a.run();
     await advance(c, 4_000);
@@ -154,6 +170,7 @@ describe('LeaderElector', () => {
       { identity: 'a', ...timing },
       { onStartedLeading() {}, onStoppedLeading() {} },
       c,
+      wallOf(c),
     );
     void a.run();
     await advance(c, 1_000);
@@ -170,6 +187,7 @@ describe('LeaderElector', () => {
         onStoppedLeading() {},
       },
       c,
+      wallOf(c),
     );
     void b.run();
     await advance(c, 500);
