@@ -686,13 +686,7 @@ export class ProxyServer {
         if (kind === 'connect') this.o.upstreams.recordFailure(rt);
         if (!ex.redispatched && mayMove && replayable) {
           ex.redispatched = true;
-          const next = redispatch(now.table, decision, ep.id, now, Date.now());
-          if (next.endpoint !== undefined) {
-            this.o.metrics.redispatches.inc({ pool: now.table.pool });
-            this.o.metrics.countDecision(now.table.pool, next.outcome, next.reason);
-            this.forward(now, ex, next, now.at(next.endpoint.index), false);
-            return;
-          }
+          if (this.sendToRepin(now, ex, decision, ep.id, 'redispatches', false)) return;
         }
         // Nowhere to go: the refused connection is the truer answer than "no endpoint".
         this.answer(ex, table, ep.id, classifyUpstreamError(err));
@@ -706,13 +700,7 @@ export class ProxyServer {
           // out: its listener still took the connection): the endpoint is
           // bad, so the client moves, once (HAProxy redispatches on its last retry).
           ex.redispatched = true;
-          const next = redispatch(now.table, decision, ep.id, now, Date.now());
-          if (next.endpoint !== undefined) {
-            this.o.metrics.redispatches.inc({ pool: now.table.pool });
-            this.o.metrics.countDecision(now.table.pool, next.outcome, next.reason);
-            this.forward(now, ex, next, now.at(next.endpoint.index), false);
-            return;
-          }
+          if (this.sendToRepin(now, ex, decision, ep.id, 'redispatches', false)) return;
         }
         if (!ex.retried && idempotent) {
           ex.retried = true;
@@ -723,15 +711,7 @@ export class ProxyServer {
             this.forward(now, ex, decision, same, true);
             return;
           }
-          if (mayMove) {
-            const next = redispatch(now.table, decision, ep.id, now, nowMs);
-            if (next.endpoint !== undefined) {
-              this.o.metrics.retries.inc({ pool: now.table.pool });
-              this.o.metrics.countDecision(now.table.pool, next.outcome, next.reason);
-              this.forward(now, ex, next, now.at(next.endpoint.index), true);
-              return;
-            }
-          }
+          if (mayMove && this.sendToRepin(now, ex, decision, ep.id, 'retries', true)) return;
         }
         this.answer(ex, table, ep.id, classifyUpstreamError(err));
         return;
@@ -761,6 +741,28 @@ export class ProxyServer {
     ex.answered = true;
     clearTimeout(ex.bodyTimer);
     this.fail(ex.res, table, endpoint, err);
+  }
+
+  /**
+   * Sends an exchange whose endpoint failed to the client's re-pin in `now`
+   * (the table served at this moment, the failed endpoint named by id), and
+   * counts it as a redispatch or a retry.
+   * @returns false when no other endpoint can take it (the caller answers).
+   */
+  private sendToRepin(
+    now: ServedTable,
+    ex: Exchange,
+    decision: Decision,
+    failedId: string,
+    counter: 'redispatches' | 'retries',
+    fresh: boolean,
+  ): boolean {
+    const next = redispatch(now.table, decision, failedId, now, Date.now());
+    if (next.endpoint === undefined) return false;
+    this.o.metrics[counter].inc({ pool: now.table.pool });
+    this.o.metrics.countDecision(now.table.pool, next.outcome, next.reason);
+    this.forward(now, ex, next, now.at(next.endpoint.index), fresh);
+    return true;
   }
 
   /** The Set-Cookie value a decision calls for, or undefined. */
