@@ -1,5 +1,6 @@
 /**
- * A pod of the Tether image runs this checkout's tether-proxy on the pod IP,
+ * A pod of the Tether image with `command: [tether-proxy]` runs this
+ * checkout's tether-proxy on the pod IP,
  * with `$(POD_IP)` expanded from the downward API as Kubernetes does.
  */
 import { describe, expect, it } from 'vitest';
@@ -20,6 +21,8 @@ describe('a pod of the Tether image', () => {
           {
             name: 'proxy',
             image: TETHER_IMAGE,
+            // The image's ENTRYPOINT is the operator; a proxy container names its bin, as the chart's do.
+            command: ['tether-proxy'],
             args: ['--listen=$(POD_IP):8080', '--admin-listen=$(POD_IP):9901'],
             env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
           },
