@@ -8,6 +8,7 @@
  */
 import { createServer } from 'node:http';
 import { z } from 'zod';
+import { type Logger, makeLogger } from '../../proxy/src/json-log.ts';
 import { API_VERSION, POOL_LABEL, POOL_PLURAL } from './api/index.ts';
 import { SERVICE_NAME_LABEL } from './build/routing-table-for.ts';
 import { type OperatorConfig, parseConfig, USAGE } from './config.ts';
@@ -30,23 +31,13 @@ import { OperatorMetrics } from './metrics.ts';
 import { Pusher } from './push.ts';
 import { Reconciler } from './reconcile.ts';
 
-type Level = 'debug' | 'info' | 'warn' | 'error';
-const LEVELS: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-
-function makeLogger(min: Level) {
-  return (level: Level, msg: string, fields: Record<string, unknown> = {}): void => {
-    if (LEVELS[level] < LEVELS[min]) return;
-    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
-  };
-}
-
 function die(message: string): never {
   process.stderr.write(`tether-operator: ${message}\n`);
   process.exit(2);
 }
 
 /** A parser that logs and drops objects that do not match (never a crash on odd input). */
-function parserOf<S extends z.ZodType>(schema: S, what: string, log: ReturnType<typeof makeLogger>) {
+function parserOf<S extends z.ZodType>(schema: S, what: string, log: Logger) {
   return (raw: unknown): z.output<S> | undefined => {
     const r = schema.safeParse(raw);
     if (r.success) return r.data;

@@ -22,6 +22,7 @@ import { parseDuration } from './api/duration.ts';
 import { durationSchema } from './api/pool-spec.ts';
 import { ephemeralKey, loadCookieKeys } from './cookie-keys.ts';
 import { watchFile } from './file-watch.ts';
+import { makeLogger } from './json-log.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { PoolFileSource } from './pool-file.ts';
 import { ProxyServer } from './proxy-server.ts';
@@ -114,16 +115,6 @@ export const flagsSchema = z.object({
   'response-buffer-size': sizeSchema.prefault('256k'),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
-
-type Level = 'debug' | 'info' | 'warn' | 'error';
-const LEVELS: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-
-function makeLogger(min: Level) {
-  return (level: Level, msg: string, fields: Record<string, unknown> = {}): void => {
-    if (LEVELS[level] < LEVELS[min]) return;
-    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
-  };
-}
 
 function die(message: string): never {
   process.stderr.write(`tether-proxy: ${message}\n`);
