@@ -423,12 +423,7 @@ export class ProxyServer {
   }
 
   /** The affinity decision for a request, by the table's affinity type. */
-  private decide(
-    table: CompiledTable,
-    req: IncomingMessage,
-    nowMs: number,
-    up: EndpointView = this.o.upstreams,
-  ): Decision {
+  private decide(table: CompiledTable, req: IncomingMessage, nowMs: number, up: EndpointView): Decision {
     switch (table.affinityType) {
       case 'ClientIP': {
         const addr = resolveClientAddress(

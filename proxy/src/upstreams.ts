@@ -115,7 +115,7 @@ export interface PreparedTable {
   readonly states: ReadonlyMap<string, EndpointState>;
 }
 
-export class Upstreams implements EndpointView {
+export class Upstreams {
   private served: ServedTable | undefined;
   private readonly pools = new Map<string, Pool>();
   private readonly states = new Map<string, EndpointState>();
@@ -148,19 +148,6 @@ export class Upstreams implements EndpointView {
   /** The table served now, with its runtimes; undefined before the first. */
   get current(): ServedTable | undefined {
     return this.served;
-  }
-
-  /** The runtime of an endpoint of the current table, by index. */
-  at(index: number): EndpointRuntime {
-    return (this.served as ServedTable).at(index);
-  }
-
-  isHealthy(index: number, nowMs: number): boolean {
-    return (this.served as ServedTable).isHealthy(index, nowMs);
-  }
-
-  inflight(index: number): number {
-    return (this.served as ServedTable).inflight(index);
   }
 
   /**
