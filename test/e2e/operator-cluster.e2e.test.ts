@@ -108,6 +108,15 @@ function pool(name: string, spec: Record<string, unknown>) {
   };
 }
 
+/** The flags of this file's operators (the first, and the one that restarts it): short leases so handovers fit a test. */
+const OPERATOR_ARGS = [
+  `--namespaces=${NS}`,
+  `--proxy-image=${TETHER_IMAGE}`,
+  '--lease-duration=4s',
+  '--renew-deadline=3s',
+  '--retry-period=1s',
+];
+
 beforeAll(async () => {
   await installCrd();
   await kubectl(cluster(), ['create', 'namespace', NS]);
@@ -116,13 +125,7 @@ beforeAll(async () => {
     kubeconfig: id.kubeconfig,
     leaseNamespace: NS,
     identity: 'op-cluster',
-    args: [
-      `--namespaces=${NS}`,
-      `--proxy-image=${TETHER_IMAGE}`,
-      '--lease-duration=4s',
-      '--renew-deadline=3s',
-      '--retry-period=1s',
-    ],
+    args: OPERATOR_ARGS,
   });
   await apply(...testBackendDeployment('shop', NS, 3, { graceSeconds: 6, args: ['--drain=4'] }));
 });
@@ -333,13 +336,7 @@ describe('tether-operator on the test cluster', () => {
       kubeconfig: id.kubeconfig,
       leaseNamespace: NS,
       identity: 'op-cluster-2',
-      args: [
-        `--namespaces=${NS}`,
-        `--proxy-image=${TETHER_IMAGE}`,
-        '--lease-duration=4s',
-        '--renew-deadline=3s',
-        '--retry-period=1s',
-      ],
+      args: OPERATOR_ARGS,
     });
     await eventually(async () => (await op.metric('tether_operator_leader')) === 1, {
       timeoutMs: 20_000,
