@@ -8,7 +8,7 @@ VITEST := $(NODE) node_modules/vitest/vitest.mjs
 TSC := $(NODE) node_modules/typescript/bin/tsc
 BIOME := node_modules/.bin/biome
 # Debian packages the tests and benchmarks start for real.
-TEST_DEBS := curl openssl ca-certificates prometheus iproute2 util-linux
+TEST_DEBS := curl openssl ca-certificates prometheus iproute2 util-linux redis-server redis-sentinel
 BENCH_DEBS := wrk haproxy nginx
 # The image test builds the Dockerfile without a Docker engine.
 IMAGE_DEBS := buildah debootstrap
