@@ -13,7 +13,7 @@ BENCH_DEBS := wrk haproxy nginx
 # The image test builds the Dockerfile without a Docker engine.
 IMAGE_DEBS := buildah debootstrap
 
-.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration test-image image bench faults-bench clean help
+.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration test-image image bench faults-bench bench-session-store clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -74,6 +74,11 @@ bench: deps
 # closes, ~100k requests a run (not in make test). FAULTS_RUNS, FAULTS_REQUESTS, …
 faults-bench: deps
 	$(NODE) bench/faults-under-load.ts
+
+# Session writes/s and p50/p99, Async vs Sync (WAIT), on a loopback
+# redis-server + redis-sentinel store (not in make test). SESSION_BENCH_RUNS, …
+bench-session-store: deps debs
+	$(NODE) bench/session-store-bench.ts
 
 clean:
 	rm -rf dist coverage

@@ -28,7 +28,7 @@ import {
   SessionStoreError,
   type TetherSessionStore,
 } from 'tether/session-store';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ChildProcesses } from '../../tools/child-processes.ts';
 import { type RedisStore, startRedisStore } from '../../tools/redis-store.ts';
 import { Client } from '../helpers/proxy-process.ts';
@@ -197,6 +197,29 @@ describe('tether/session-store on a loopback store', () => {
       expect((err as SessionStoreError).code).toBe('TETHER_SESSION_STORE_CONFIG');
       expect((err as Error).message).toMatch(want);
     }
+  });
+
+  it('close() ends every connection it opened, failoverDetector subscriptions to the Sentinels included', async () => {
+    const sentinelClients = async (): Promise<number> => {
+      let n = 0;
+      for (const port of store.sentinelPorts) {
+        const c = store.clientOf(port);
+        // Lines of CLIENT LIST, minus the asking connection itself.
+        n += ((await c.call('CLIENT', 'LIST')) as string).trim().split('\n').length - 1;
+        c.disconnect();
+      }
+      return n;
+    };
+    const before = await sentinelClients();
+    const s = createSessionStore({
+      connection: store.connection(),
+      redisOptions: { failoverDetector: true },
+    });
+    await s.set('d', sessionData({ count: 1 }, 10_000));
+    await vi.waitFor(async () => expect(await sentinelClients()).toBeGreaterThan(before), { timeout: 5_000 });
+    await s.close();
+    await vi.waitFor(async () => expect(await sentinelClients()).toBe(before), { timeout: 5_000 });
+    expect(s.redis.status).toBe('end');
   });
 
   it('Sync: a write too few replicas acknowledge fails with TETHER_SESSION_NOT_REPLICATED, up to the app', async () => {

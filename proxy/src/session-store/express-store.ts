@@ -61,7 +61,7 @@ export interface SessionStoreOptions extends ConnectionSource, Partial<WriteConc
    * callback. Ignored by default.
    */
   readonly onClientError?: (err: Error) => void;
-  /** More ioredis options, applied last (e.g. `tls`). */
+  /** More ioredis options, applied last (e.g. `tls`, `failoverDetector: true`). */
   readonly redisOptions?: RedisOptions;
 }
 
@@ -182,14 +182,18 @@ export class TetherSessionStore extends RedisStore {
 
   /**
    * Closes the connection after the replies of commands already sent
-   * (`QUIT`); later calls fail with `Connection is closed.`.
+   * (`QUIT`), and the failover detector's Sentinel subscriptions with it;
+   * later calls fail with `Connection is closed.`.
    */
   async close(): Promise<void> {
     try {
       await this.redis.quit();
     } catch {
-      this.redis.disconnect();
+      // Not connected: nothing to wait for.
     }
+    // ioredis' QUIT leaves the failover detector's Sentinel connections open
+    // (and reconnecting once the Sentinels go): only disconnect() ends them.
+    this.redis.disconnect();
   }
 }
 
@@ -226,10 +230,11 @@ export function createSessionStore(o: SessionStoreOptions): TetherSessionStore {
       retryStrategy: (attempt: number) => Math.min(attempt * 50, maxDelay),
       // A primary demoted while we stay connected answers writes with READONLY:
       // reconnect (asking the Sentinels again) and resend (ioredis' failover recipe).
+      // ioredis' `failoverDetector` (subscribing to +switch-master) would notice
+      // that sooner, but its Sentinel connections have no 'error' listener: every
+      // app would log "[ioredis] Unhandled error event" while one Sentinel is
+      // down. Left to `redisOptions` for those who want it.
       reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 2 : false),
-      // Subscribes to the Sentinels' +switch-master, so a failover that leaves the
-      // old primary reachable still moves the client.
-      failoverDetector: true,
       ...o.redisOptions,
     },
   );
