@@ -10,6 +10,8 @@ BIOME := node_modules/.bin/biome
 # Debian packages the tests and benchmarks start for real.
 TEST_DEBS := curl openssl ca-certificates prometheus iproute2 util-linux redis-server redis-sentinel
 BENCH_DEBS := wrk haproxy nginx
+# The loopback replicated session store of make demo (part 7) and make bench-session-store.
+STORE_DEBS := redis-server redis-sentinel
 # The image test builds the Dockerfile without a Docker engine.
 IMAGE_DEBS := buildah debootstrap
 
@@ -64,6 +66,7 @@ test-image: deps
 	$(VITEST) run --project image
 
 demo: deps
+	@scripts/ensure-debs.sh $(STORE_DEBS)
 	$(NODE) demo/run-demo.ts
 
 bench: deps
@@ -77,7 +80,8 @@ faults-bench: deps
 
 # Session writes/s and p50/p99, Async vs Sync (WAIT), on a loopback
 # redis-server + redis-sentinel store (not in make test). SESSION_BENCH_RUNS, …
-bench-session-store: deps debs
+bench-session-store: deps
+	@scripts/ensure-debs.sh $(STORE_DEBS)
 	$(NODE) bench/session-store-bench.ts
 
 clean:
