@@ -30,6 +30,7 @@ import {
 } from 'tether/session-store';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ChildProcesses } from '../../tools/child-processes.ts';
+import { freePort } from '../../tools/free-port.ts';
 import { type RedisStore, startRedisStore } from '../../tools/redis-store.ts';
 import { Client } from '../helpers/proxy-process.ts';
 
@@ -220,6 +221,32 @@ describe('tether/session-store on a loopback store', () => {
     await s.close();
     await vi.waitFor(async () => expect(await sentinelClients()).toBe(before), { timeout: 5_000 });
     expect(s.redis.status).toBe('end');
+  });
+
+  it('with no store reachable, a request fails within commandTimeoutMs through the callback, never an error event', async () => {
+    const deadPort = await freePort();
+    const clientErrors: Error[] = [];
+    const s = open({
+      connection: { sentinels: `127.0.0.1:${deadPort}`, masterName: 'nowhere' },
+      connectTimeoutMs: 200,
+      commandTimeoutMs: 400,
+      onClientError: (err) => clientErrors.push(err),
+    });
+    const storeErrors: unknown[] = [];
+    s.on('error', (err) => storeErrors.push(err));
+    const app = await startApp(s, 'app-alone');
+    try {
+      const t0 = Date.now();
+      const r = await new Client().get(`${app.url}/`);
+      const ms = Date.now() - t0;
+      expect(r.status).toBe(503);
+      expect(r.text).toMatch(/timed out/i);
+      expect(ms).toBeLessThan(5_000);
+      expect(clientErrors.length).toBeGreaterThan(0);
+      expect(storeErrors).toEqual([]);
+    } finally {
+      await closeApp(app.server);
+    }
   });
 
   it('Sync: a write too few replicas acknowledge fails with TETHER_SESSION_NOT_REPLICATED, up to the app', async () => {
