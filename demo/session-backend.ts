@@ -49,6 +49,9 @@ if (!endpoint || !secretDir || !cookieSecret) {
 
 const store = createSessionStore({
   secretDir,
+  // Every request saves the session (below), which sets its TTL: express-session's
+  // touch at the end of the response would be a second write (and WAIT) for nothing.
+  disableTouch: true,
   onClientError: (err) => process.stderr.write(`backend ${endpoint}: store: ${err.message}\n`),
 });
 const middleware = session({
@@ -80,6 +83,9 @@ const server = createServer({ keepAlive: true }, (req, res) => {
   }
   // express-session is connect middleware; on plain node:http `next` is the handler itself.
   middleware(req as never, res as never, (err?: unknown) => {
+    // express-session reports a failed save or touch at the end of a response through
+    // `next(err)` too, after the answer went out: nothing to answer then.
+    if (err && res.headersSent) return void process.stderr.write(`backend ${endpoint}: ${String(err)}\n`);
     if (err) return send(res, 503, errorBody(err));
     const r = req as Req;
     r.session.count = (r.session.count ?? 0) + 1;
