@@ -84,7 +84,7 @@ export async function startSessionBackend(
   id: string,
   secretDir: string,
   cookieSecret: string,
-  timeoutMs = 15_000,
+  timeoutMs = 30_000,
 ): Promise<Backend> {
   const child = children.spawn(
     `session backend ${id}`,

@@ -68,7 +68,10 @@ describe('kill the endpoint a client is pinned to: its session goes on elsewhere
     const secretDir = store.writeSecretDir();
     const cookieSecret = randomBytes(24).toString('base64');
     backends = await Promise.all(
-      ['shop-a', 'shop-b', 'shop-c'].map((id) => startSessionBackend(children, id, secretDir, cookieSecret)),
+      // 30 s each: three Node processes importing ioredis on 2 busy cores can take 10.
+      ['shop-a', 'shop-b', 'shop-c'].map((id) =>
+        startSessionBackend(children, id, secretDir, cookieSecret, 30_000),
+      ),
     );
     const keys = s.write('keys', `${newCookieKey()}\n`);
     const config = s.write(
@@ -79,7 +82,7 @@ describe('kill the endpoint a client is pinned to: its session goes on elsewhere
       ),
     );
     proxy = await startProxy(['--config', config, '--cookie-keys-file', keys]);
-  }, 45_000);
+  }, 90_000);
 
   afterAll(async () => {
     await proxy?.stop();

@@ -224,7 +224,10 @@ describe('tether/session-store on a loopback store', () => {
     await s.set('d', sessionData({ count: 1 }, 10_000));
     await vi.waitFor(async () => expect(await sentinelClients()).toBeGreaterThan(before), { timeout: 5_000 });
     await s.close();
-    await vi.waitFor(async () => expect(await sentinelClients()).toBe(before), { timeout: 5_000 });
+    // At most: \`before\` may have counted a short-lived connection of someone else.
+    await vi.waitFor(async () => expect(await sentinelClients()).toBeLessThanOrEqual(before), {
+      timeout: 5_000,
+    });
     expect(s.redis.status).toBe('end');
   });
 
