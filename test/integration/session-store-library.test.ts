@@ -266,7 +266,7 @@ describe('tether/session-store on a loopback store', () => {
     );
     expect(err).toBeInstanceOf(SessionStoreError);
     expect(err).toMatchObject({ code: 'TETHER_SESSION_NOT_REPLICATED', acked: 2, wanted: 5 });
-    expect((err as Error).message).toBe('set sess:x: 2 of 5 replicas acknowledged within 100 ms');
+    expect((err as Error).message).toBe('set: 2 of 5 replicas acknowledged within 100 ms');
     expect(s.stats()).toEqual({ acknowledged: 0, notReplicated: 1, failed: 0 });
 
     // Through express-session: the explicit save's callback gets it, the app answers 503.

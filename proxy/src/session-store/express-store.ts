@@ -99,6 +99,7 @@ function createWriteConcernClient(
   wc: WriteConcern,
   count: (outcome: keyof SessionStoreStats) => void,
 ): ConnectRedisClient {
+  // `op` names the call, never the key: a session id is a bearer token, and error messages get logged.
   const write = async (op: string, add: (p: ChainableCommander) => void): Promise<unknown> => {
     try {
       const p = redis.pipeline();
@@ -122,12 +123,12 @@ function createWriteConcernClient(
   return {
     get: (key) => redis.get(key),
     set: (key, value, ex, ttl) =>
-      write(`set ${key}`, (p) => {
+      write('set', (p) => {
         if (ex === 'EX' && ttl !== undefined) p.set(key, value, 'EX', ttl);
         else p.set(key, value);
       }),
-    expire: (key, ttl) => write(`touch ${key}`, (p) => p.expire(key, ttl)),
-    del: (keys) => write(`destroy ${keys.join(' ')}`, (p) => p.del(...keys)),
+    expire: (key, ttl) => write('touch', (p) => p.expire(key, ttl)),
+    del: (keys) => write('destroy', (p) => p.del(...keys)),
     mget: (keys) => redis.mget(keys),
     scan: (...args) => redis.call('SCAN', ...args) as Promise<[string, string[]]>,
   };

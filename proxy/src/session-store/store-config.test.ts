@@ -151,15 +151,15 @@ describe('checkWaitReply', () => {
     { desc: 'enough', reply: 2, acked: 2 },
     { desc: 'more than enough', reply: 3, acked: 3 },
   ])('passes $desc', ({ reply, acked }) => {
-    expect(checkWaitReply('set sess:a', reply, SYNC)).toBe(acked);
+    expect(checkWaitReply('set', reply, SYNC)).toBe(acked);
   });
   it.each([
-    { desc: 'too few', reply: 1, acked: 1, want: 'set sess:a: 1 of 2 replicas acknowledged within 300 ms' },
-    { desc: 'none', reply: 0, acked: 0, want: 'set sess:a: 0 of 2 replicas acknowledged within 300 ms' },
-    { desc: 'not a number', reply: 'OK', acked: 0, want: 'set sess:a: WAIT answered OK' },
+    { desc: 'too few', reply: 1, acked: 1, want: 'set: 1 of 2 replicas acknowledged within 300 ms' },
+    { desc: 'none', reply: 0, acked: 0, want: 'set: 0 of 2 replicas acknowledged within 300 ms' },
+    { desc: 'not a number', reply: 'OK', acked: 0, want: 'set: WAIT answered OK' },
   ])('fails $desc, naming acked and wanted', ({ reply, acked, want }) => {
     try {
-      checkWaitReply('set sess:a', reply, SYNC);
+      checkWaitReply('set', reply, SYNC);
       expect.unreachable();
     } catch (err) {
       expect(err).toBeInstanceOf(SessionStoreError);

@@ -192,13 +192,14 @@ export function resolveWriteConcern(
 /**
  * Judges the reply of `WAIT` after a write.
  *
- * @param op - what was written, for the message (`set sess:abc`).
+ * @param op - what was written, for the message (`set`, `touch`, `destroy`; no key: a
+ *   session id is a bearer token).
  * @param reply - `WAIT`'s reply: the number of replicas that acknowledged
  *   every write of this connection so far.
  * @throws {SessionStoreError} `TETHER_SESSION_NOT_REPLICATED` when fewer
  *   than `wc.waitReplicas` acknowledged within `wc.waitTimeoutMs`, with
- *   `acked` and `wanted` set (`set sess:abc: 0 of 1 replicas acknowledged
- *   within 500 ms`).
+ *   `acked` and `wanted` set (`set: 0 of 1 replicas acknowledged within
+ *   500 ms`).
  */
 export function checkWaitReply(op: string, reply: unknown, wc: WriteConcern): number {
   const acked = typeof reply === 'number' ? reply : Number(reply);
