@@ -16,6 +16,7 @@
  * writes in flight), SESSION_BENCH_MAX_MS (15000 per run),
  * SESSION_BENCH_WAIT_REPLICAS (1).
  */
+import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import type { SessionData } from 'express-session';
 import { createSessionStore } from 'tether/session-store';
@@ -127,7 +128,13 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(' ')}\n`,
   );
-  const store = await startRedisStore(children, { replicas: 2, sentinels: 3, minReplicasToWrite: 1 });
+  const store = await startRedisStore(children, {
+    replicas: 2,
+    sentinels: 3,
+    minReplicasToWrite: 1,
+    password: randomBytes(16).toString('hex'),
+    masterName: 'bench-session-store',
+  });
   const results: RunResult[] = [];
   try {
     // One discarded run per mode: the first run on an empty store measured up to 5× slower

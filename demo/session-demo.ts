@@ -110,6 +110,8 @@ export interface SessionStage {
 export async function prepareSessionStore(children: ChildProcesses, tmp: string): Promise<SessionStage> {
   const t0 = Date.now();
   const store = await startRedisStore(children, {
+    password: randomBytes(16).toString('hex'),
+    masterName: 'default-cart',
     downAfterMs: 1_000,
     failoverTimeoutMs: 3_000,
     minReplicasToWrite: 1,

@@ -59,6 +59,9 @@ describe('kill the endpoint a client is pinned to: its session goes on elsewhere
 
   beforeAll(async () => {
     store = await startRedisStore(children, {
+      // Its own password and master name: a port taken by another test's store fails AUTH, loudly.
+      password: randomBytes(16).toString('hex'),
+      masterName: `tether-lib-proxy-${randomBytes(4).toString('hex')}`,
       downAfterMs: 1_000,
       failoverTimeoutMs: 3_000,
       minReplicasToWrite: 1,

@@ -18,6 +18,7 @@
  *   case (its writes fail, but they were applied); min-replicas-to-write
  *   bounds how long it lasts. Neither makes Redis strongly consistent.
  */
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import session, { type SessionData } from 'express-session';
@@ -44,8 +45,18 @@ declare module 'express-session' {
 const children = new ChildProcesses();
 process.once('exit', () => children.killAllNow());
 
-/** Short Sentinel timings, so a failover takes a few seconds (defaults: 30 s, 3 min). */
-const STORE_TIMINGS = { downAfterMs: 1_000, failoverTimeoutMs: 3_000 } as const;
+/**
+ * Short Sentinel timings, so a failover takes a few seconds (defaults: 30 s,
+ * 3 min), and a password and master name of this file's own: should a free
+ * port be taken by another test's store in between (tools/free-port.ts),
+ * AUTH fails loudly instead of two stores mixing.
+ */
+const STORE_TIMINGS = {
+  downAfterMs: 1_000,
+  failoverTimeoutMs: 3_000,
+  password: randomBytes(16).toString('hex'),
+  masterName: `tether-lib-${randomBytes(4).toString('hex')}`,
+} as const;
 
 /** A session as express-session hands it to a store: the cookie's expiry drives the TTL. */
 function sessionData(fields: Partial<SessionData>, maxAgeMs: number | null): SessionData {
@@ -352,7 +363,10 @@ async function writeThroughFailover(
     const until = async (cond: () => boolean, ms: number, what: string): Promise<void> => {
       const end = Date.now() + ms;
       while (!cond()) {
-        if (Date.now() > end) throw new Error(`${mode}: timed out after ${ms} ms waiting for ${what}`);
+        if (Date.now() > end)
+          throw new Error(
+            `${mode}: timed out after ${ms} ms waiting for ${what}; ${acked.length} acknowledged, failures ${JSON.stringify(failures)}`,
+          );
         await new Promise((r) => setTimeout(r, 20));
       }
     };
