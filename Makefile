@@ -10,10 +10,12 @@ BIOME := node_modules/.bin/biome
 # Debian packages the tests and benchmarks start for real.
 TEST_DEBS := curl openssl ca-certificates prometheus iproute2 util-linux redis-server redis-sentinel
 BENCH_DEBS := wrk haproxy nginx
+# The loopback replicated session store of make demo (part 7) and make bench-session-store.
+STORE_DEBS := redis-server redis-sentinel
 # The image test builds the Dockerfile without a Docker engine.
 IMAGE_DEBS := buildah debootstrap
 
-.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration test-image image bench faults-bench clean help
+.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration test-image image bench faults-bench bench-session-store clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -64,6 +66,7 @@ test-image: deps
 	$(VITEST) run --project image
 
 demo: deps
+	@scripts/ensure-debs.sh $(STORE_DEBS)
 	$(NODE) demo/run-demo.ts
 
 bench: deps
@@ -74,6 +77,12 @@ bench: deps
 # closes, ~100k requests a run (not in make test). FAULTS_RUNS, FAULTS_REQUESTS, …
 faults-bench: deps
 	$(NODE) bench/faults-under-load.ts
+
+# Session writes/s and p50/p99, Async vs Sync (WAIT), on a loopback
+# redis-server + redis-sentinel store (not in make test). SESSION_BENCH_RUNS, …
+bench-session-store: deps
+	@scripts/ensure-debs.sh $(STORE_DEBS)
+	$(NODE) bench/session-store-bench.ts
 
 clean:
 	rm -rf dist coverage

@@ -70,3 +70,31 @@ export function startProxy(
     timeoutMs,
   });
 }
+
+/**
+ * Starts `demo/session-backend.ts` (express-session on the replicated store,
+ * connection read from `secretDir`) and waits for its port line, which it
+ * prints once the store answered. Same lifetime rules as {@link startBackend}.
+ *
+ * @param cookieSecret - express-session's `secret`; the same for every endpoint of the pool.
+ * @throws {Error} when it exits or stays silent for `timeoutMs`.
+ */
+export async function startSessionBackend(
+  children: ChildProcesses,
+  id: string,
+  secretDir: string,
+  cookieSecret: string,
+  timeoutMs = 30_000,
+): Promise<Backend> {
+  const child = children.spawn(
+    `session backend ${id}`,
+    process.execPath,
+    ['demo/session-backend.ts', '--id', id, '--secret-dir', secretDir],
+    { cwd: REPO_ROOT, stdin: 'pipe', env: { ...process.env, SESSION_SECRET: cookieSecret } },
+  );
+  const found = await waitForLine(child, 'it reported its port', timeoutMs, (line) => {
+    const msg = parseJsonLine(line);
+    return typeof msg?.port === 'number' ? msg.port : undefined;
+  });
+  return { id, port: found, child };
+}
