@@ -8,6 +8,7 @@
  * replicas, Sentinel quorum = majority, one password for servers and
  * Sentinels), so what passes here is what runs there.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,7 +84,8 @@ export interface RedisStore {
   stop(): Promise<void>;
 }
 
-const DEFAULT_PASSWORD = 'tether-test-password';
+/** Tries at binding a fresh port before {@link startRedisStore} gives up. */
+const BIND_ATTEMPTS = 5;
 
 /**
  * Starts the store and waits until every replica is linked and every
@@ -99,8 +101,10 @@ export async function startRedisStore(
 ): Promise<RedisStore> {
   const replicas = o.replicas ?? 2;
   const sentinelCount = o.sentinels ?? 3;
-  const password = o.password ?? DEFAULT_PASSWORD;
-  const masterName = o.masterName ?? 'tether-test';
+  // Random by default: two stores started side by side (parallel test files,
+  // helpers on one machine) must never answer each other's clients.
+  const password = o.password ?? randomBytes(12).toString('hex');
+  const masterName = o.masterName ?? `tether-test-${randomBytes(4).toString('hex')}`;
   const timeoutMs = o.startTimeoutMs ?? 20_000;
   const dir = mkdtempSync(join(tmpdir(), 'tether-redis-'));
   const servers: RedisServer[] = [];
@@ -157,6 +161,29 @@ export async function startRedisStore(
       c.disconnect();
     }
   };
+  const answersPing = async (port: number): Promise<boolean> =>
+    (await ask(port, (c) => c.ping()).catch(() => '')) === 'PONG';
+  // freePort() releases the port before the process binds it, so another
+  // process may take it first: the process then exits ("Address already in
+  // use") and is started again on a new port.
+  const listenOnFreePort = async (
+    name: string,
+    spawnAt: (port: number) => Child,
+  ): Promise<{ port: number; child: Child }> => {
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const child = spawnAt(port);
+      const up = await pollUntil(
+        async () => (await answersPing(port)) || (!child.isRunning() && 'exited'),
+        timeoutMs,
+        50,
+      );
+      if (up === true) return { port, child };
+      await children.stop(child, 500);
+      if (attempt >= BIND_ATTEMPTS || up === undefined)
+        throw new Error(`${name} did not answer PING on port ${port}: ${child.tail().slice(-3).join(' | ')}`);
+    }
+  };
   const primaryPort = async (): Promise<number> => {
     const votes = new Map<number, number>();
     for (const port of sentinelPorts) {
@@ -196,50 +223,46 @@ export async function startRedisStore(
   };
 
   try {
-    const primaryPortNow = await freePort();
-    servers.push({
-      name: 'redis-0',
-      port: primaryPortNow,
-      child: startServer('redis-0', primaryPortNow, undefined),
-    });
+    const first = await listenOnFreePort('redis-0', (port) => startServer('redis-0', port, undefined));
+    servers.push({ name: 'redis-0', ...first });
+    const primaryPortNow = first.port;
     for (let i = 1; i <= replicas; i++) {
-      const port = await freePort();
-      servers.push({ name: `redis-${i}`, port, child: startServer(`redis-${i}`, port, primaryPortNow) });
-    }
-    for (const s of servers) {
-      await waitFor(
-        async () => ((await ask(s.port, (c) => c.ping()).catch(() => '')) === 'PONG' ? true : undefined),
-        timeoutMs,
-        `${s.name} answering PING`,
-      );
+      const name = `redis-${i}`;
+      servers.push({
+        name,
+        ...(await listenOnFreePort(name, (port) => startServer(name, port, primaryPortNow))),
+      });
     }
     const quorum = Math.floor(sentinelCount / 2) + 1;
     for (let i = 0; i < sentinelCount; i++) {
-      const port = await freePort();
-      const conf = join(dir, `sentinel-${i}.conf`);
-      writeFileSync(
-        conf,
-        [
-          `port ${port}`,
-          'bind 127.0.0.1',
-          'protected-mode no',
-          `dir ${dir}`,
-          `sentinel monitor ${masterName} 127.0.0.1 ${primaryPortNow} ${quorum}`,
-          `sentinel down-after-milliseconds ${masterName} ${o.downAfterMs ?? 1_000}`,
-          `sentinel failover-timeout ${masterName} ${o.failoverTimeoutMs ?? 3_000}`,
-          `sentinel parallel-syncs ${masterName} 1`,
-          ...(password === ''
-            ? []
-            : [
-                `sentinel auth-pass ${masterName} ${password}`,
-                `requirepass ${password}`,
-                `sentinel sentinel-pass ${password}`,
-              ]),
-          '',
-        ].join('\n'),
-      );
-      sentinelPorts.push(port);
-      sentinels.push(children.spawn(`sentinel-${i}`, 'redis-sentinel', [conf]));
+      const name = `sentinel-${i}`;
+      const conf = join(dir, `${name}.conf`);
+      const started = await listenOnFreePort(name, (port) => {
+        writeFileSync(
+          conf,
+          [
+            `port ${port}`,
+            'bind 127.0.0.1',
+            'protected-mode no',
+            `dir ${dir}`,
+            `sentinel monitor ${masterName} 127.0.0.1 ${primaryPortNow} ${quorum}`,
+            `sentinel down-after-milliseconds ${masterName} ${o.downAfterMs ?? 1_000}`,
+            `sentinel failover-timeout ${masterName} ${o.failoverTimeoutMs ?? 3_000}`,
+            `sentinel parallel-syncs ${masterName} 1`,
+            ...(password === ''
+              ? []
+              : [
+                  `sentinel auth-pass ${masterName} ${password}`,
+                  `requirepass ${password}`,
+                  `sentinel sentinel-pass ${password}`,
+                ]),
+            '',
+          ].join('\n'),
+        );
+        return children.spawn(name, 'redis-sentinel', [conf]);
+      });
+      sentinelPorts.push(started.port);
+      sentinels.push(started.child);
     }
     await waitForReplicas(replicas);
     await waitFor(
