@@ -13,7 +13,7 @@ const pool = (proxy: Record<string, unknown>) =>
 describe('desiredObjects', () => {
   it('Managed: a Deployment and a Service owned by the pool, selecting the pool label', () => {
     // biome-ignore lint/suspicious/noExplicitAny: plain objects
-    const [d, s] = desiredObjects(pool({ replicas: 3 }), { proxyImage: 'img:1' }) as any[];
+    const [d, s] = desiredObjects(pool({ replicas: 3 }), { proxyImage: 'img:1', valkeyImage: 'v' }) as any[];
     expect(d.kind).toBe('Deployment');
     expect(d.metadata).toMatchObject({ name: 'shop-proxy', namespace: 'web' });
     expect(d.metadata.ownerReferences).toEqual([
@@ -29,13 +29,13 @@ describe('desiredObjects', () => {
   });
 
   it('Sidecar: nothing to apply', () => {
-    expect(desiredObjects(pool({ mode: 'Sidecar' }), { proxyImage: 'img' })).toEqual([]);
+    expect(desiredObjects(pool({ mode: 'Sidecar' }), { proxyImage: 'img', valkeyImage: 'v' })).toEqual([]);
   });
 
   it('refuses a pool without a uid (an owner reference needs it)', () => {
     const p = pool({});
     delete (p.metadata as { uid?: string }).uid;
-    expect(() => desiredObjects(p, { proxyImage: 'i' })).toThrow(/no uid/);
+    expect(() => desiredObjects(p, { proxyImage: 'i', valkeyImage: 'v' })).toThrow(/no uid/);
   });
 
   it('the Secret holds a 32-byte admin token and one cookie key', () => {
