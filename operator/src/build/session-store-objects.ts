@@ -7,7 +7,7 @@
  * I/O, no clock; the password and the Sentinel pod IPs are inputs.
  *
  * Wiring (who replicates from whom, what the Sentinels monitor) is not in
- * these objects: every pod starts as a lone primary, and the operator wires
+ * these objects: every server starts detached (a replica of itself), and the operator wires
  * them by pod IP (build/store-wiring.ts), as established Redis operators do,
  * so nothing depends on cluster DNS.
  */
@@ -130,7 +130,7 @@ function metaFor(pool: StickyBackendPool, name: string, component?: 'server' | '
   };
 }
 
-/** `valkey.conf` of every server (the role is set at run time by the operator, never here). */
+/** `valkey.conf` of every server (the role is set at run time by the operator or Sentinel, never here). */
 export function serverConfig(s: StoreSettings): string {
   return [
     `port ${SERVER_PORT}`,
@@ -237,6 +237,17 @@ export function storeObjects(pool: StickyBackendPool, valkeyImage: string): obje
                 '$(POD_IP)',
                 '--dir',
                 '/data',
+                // Replicas announce their pod IP, not the source address the primary sees (which
+                // NAT or a shared network namespace may change): Sentinels learn replicas from it.
+                '--replica-announce-ip',
+                '$(POD_IP)',
+                // Every server starts as a replica of itself: read-only, and refusing to be a sync
+                // source, until the operator or Sentinel attaches it. A restarted primary (a new pod
+                // may even get the old IP) must never come up as an empty master that its replicas
+                // and Sentinels would follow: Sentinel fails such a "master reporting replica" over.
+                '--replicaof',
+                '$(POD_IP)',
+                String(SERVER_PORT),
                 '--requirepass',
                 '$(VALKEY_PASSWORD)',
                 '--masterauth',
@@ -300,6 +311,9 @@ export function storeObjects(pool: StickyBackendPool, valkeyImage: string): obje
                 '$(POD_IP)',
                 '--dir',
                 '/data',
+                '--sentinel',
+                'announce-ip',
+                '$(POD_IP)',
                 '--requirepass',
                 '$(VALKEY_PASSWORD)',
                 '--sentinel',
