@@ -513,12 +513,14 @@ export class Reconciler {
   }
 }
 
-function unsupported(pool: StickyBackendPool): string[] {
+/** What the proxy cannot serve, or the spec may not combine: one `spec.<field>: …` line each. */
+export function unsupported(pool: StickyBackendPool): string[] {
   // The proxy refuses these tables (400); say so on the pool instead of failing every push.
+  // Learn is the session store's (issue 11): the operator's own rule below replaces the proxy's line.
   const store = pool.spec.sessionStore.enabled;
   const problems = proxySupportProblems({ affinity: pool.spec.affinity } as Parameters<
     typeof proxySupportProblems
-  >[0]).filter((p) => !(store && p.startsWith('affinity.type Learn')));
+  >[0]).filter((p) => !p.startsWith('affinity.type Learn'));
   // Learned pins live in the session store: Learn is valid only with it (the CRD's CEL rule says the same).
   if (pool.spec.affinity.type === 'Learn' && !store) {
     problems.push(

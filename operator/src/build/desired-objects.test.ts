@@ -47,3 +47,41 @@ describe('desiredObjects', () => {
     expect(s.stringData['cookie-keys'].trim().split('\n')).toHaveLength(1);
   });
 });
+
+describe('desiredObjects with the session store on', () => {
+  const storePool = () =>
+    stickyBackendPoolSchema.parse({
+      apiVersion: 'tether.dev/v1alpha1',
+      kind: 'StickyBackendPool',
+      metadata: { name: 'shop', namespace: 'web', uid: 'uid-1' },
+      spec: { backend: { service: { name: 'shop', port: 'http' } }, sessionStore: { enabled: true } },
+    });
+
+  it('the proxies get --session-store and the store Secret in session-store/ of their one projected volume', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: plain objects
+    const [d] = desiredObjects(storePool(), { proxyImage: 'img', valkeyImage: 'v' }) as any[];
+    const spec = d.spec.template.spec;
+    expect(spec.containers[0].args).toContain('--session-store=/etc/tether/session-store');
+    expect(spec.containers[0].volumeMounts).toEqual([
+      { name: 'tether', mountPath: '/etc/tether', readOnly: true },
+    ]);
+    const [pool, store] = spec.volumes[0].projected.sources;
+    expect(pool).toEqual({ secret: { name: 'shop-tether' } });
+    expect(store.secret.name).toBe('shop-session-store');
+    expect(store.secret.items.map((i: { path: string }) => i.path)).toEqual([
+      'session-store/sentinels',
+      'session-store/masterName',
+      'session-store/password',
+      'session-store/writeMode',
+      'session-store/waitReplicas',
+      'session-store/waitTimeoutMs',
+    ]);
+  });
+
+  it('store off: no flag, the plain Secret volume', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: plain objects
+    const [d] = desiredObjects(pool({}), { proxyImage: 'img', valkeyImage: 'v' }) as any[];
+    expect(d.spec.template.spec.containers[0].args.join(' ')).not.toContain('--session-store');
+    expect(d.spec.template.spec.volumes).toEqual([{ name: 'tether', secret: { secretName: 'shop-tether' } }]);
+  });
+});

@@ -306,16 +306,16 @@ export function planStoreWiring(spec: WiringSpec, o: StoreObservations): StorePl
           actions.push({ kind: 'sentinel-set', pod: s.name, ip: s.ip, option, value: String(wantValue) });
       }
     }
-    // One reset per pass, and only while no Sentinel is still rediscovering its peers.
-    const rediscovering = liveSentinels.some(
-      (s) =>
-        s.view?.master !== undefined &&
-        s.view.sentinels.filter((x) => sentinelIps.has(x)).length < liveSentinels.length - 1,
+    // One reset per pass, and only while no Sentinel monitoring the primary is still
+    // rediscovering the others that do (hello messages every 2 s bring them back).
+    const onPrimary = liveSentinels.filter(
+      (s) => s.view?.master !== undefined && `${s.view.master.ip}:${s.view.master.port}` === want,
     );
-    const stale = liveSentinels.find(
-      (s) =>
-        s.view?.master !== undefined && `${s.view.master.ip}:${s.view.master.port}` === want && staleOf(s),
+    const onPrimaryIps = new Set(onPrimary.map((s) => s.ip));
+    const rediscovering = onPrimary.some(
+      (s) => (s.view?.sentinels ?? []).filter((x) => onPrimaryIps.has(x)).length < onPrimary.length - 1,
     );
+    const stale = onPrimary.find(staleOf);
     if (stale !== undefined && !rediscovering)
       actions.push({ kind: 'sentinel-reset', pod: stale.name, ip: stale.ip });
   }
