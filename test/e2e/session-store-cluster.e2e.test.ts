@@ -131,6 +131,14 @@ async function rolesFromPods(password: string): Promise<{
   return { primary: primary?.metadata.name, linked, sentinelsAgreeing };
 }
 
+/** Cordons a Node (new pods go elsewhere, with IPs from the other Node's range); returns the undo. */
+async function cordon(node: string): Promise<() => Promise<void>> {
+  await kubectl(cluster(), ['cordon', node]);
+  return async () => {
+    await kubectl(cluster(), ['uncordon', node]);
+  };
+}
+
 beforeAll(async () => {
   await installCrd();
   await kubectl(cluster(), ['create', 'namespace', NS]);
@@ -299,12 +307,27 @@ describe('the session store on the test cluster', () => {
     const before = await livePods('server');
     const old = before.find((p) => p.metadata.name === `${POOL}-store-0`) as PodJson;
     const t0 = Date.now();
-    await k(['delete', 'pod', old.metadata.name, '--wait=false']);
-    await eventually(async () => storeReady(await getPool())?.status === 'False', {
-      timeoutMs: 30_000,
-      intervalMs: 250,
-      what: 'status.sessionStore Ready=False',
-    });
+    // Its node cordoned, the new pod lands on the other node with a new IP: the Sentinels must
+    // forget the old address. (Without, KWOK may hand the pod its old IP back: that path, a
+    // detached server at the primary's address, is a unit test of the planner.)
+    const release = await cordon(old.spec.nodeName as string);
+    try {
+      await k(['delete', 'pod', old.metadata.name, '--wait=false']);
+      await eventually(async () => storeReady(await getPool())?.status === 'False', {
+        timeoutMs: 30_000,
+        intervalMs: 250,
+        what: 'status.sessionStore Ready=False',
+      });
+      await eventually(
+        async () =>
+          (await livePods('server')).find(
+            (p) => p.metadata.name === old.metadata.name && p.metadata.uid !== old.metadata.uid,
+          ),
+        { timeoutMs: 30_000, what: 'the StatefulSet recreating the pod' },
+      );
+    } finally {
+      await release();
+    }
     const degraded = await getPool();
     const reason = storeReady(degraded)?.reason;
     expect(['FailoverInProgress', 'StoreNotReady', 'ReplicasMissing', 'SentinelsDisagree']).toContain(reason);
@@ -343,6 +366,7 @@ describe('the session store on the test cluster', () => {
     const after = await livePods('server');
     const recreated = after.find((p) => p.metadata.name === old.metadata.name) as PodJson;
     expect(recreated.metadata.uid).not.toBe(old.metadata.uid);
+    expect(recreated.status.podIP).not.toBe(old.status.podIP);
     const roles = await rolesFromPods(password);
     expect(roles.primary).toBe(promoted);
     expect(roles.linked).toContain(old.metadata.name);
@@ -369,6 +393,47 @@ describe('the session store on the test cluster', () => {
       expect(await client.get('e2e:session')).toBe('before-failover');
     } finally {
       client.disconnect();
+    }
+  });
+
+  it('a replaced Sentinel pod: the Secret lists the new IP, the Sentinels forget the old one, Ready again', async () => {
+    const old = (await livePods('sentinel'))[0] as PodJson;
+    const t0 = Date.now();
+    const release = await cordon(old.spec.nodeName as string);
+    let fresh: PodJson;
+    try {
+      await k(['delete', 'pod', old.metadata.name, '--wait=false']);
+      fresh = await eventually(
+        async () =>
+          (await livePods('sentinel')).find(
+            (p) => p.metadata.name === old.metadata.name && p.metadata.uid !== old.metadata.uid,
+          ),
+        { timeoutMs: 30_000, what: 'the StatefulSet recreating the Sentinel pod' },
+      );
+    } finally {
+      await release();
+    }
+    expect(fresh.status.podIP).not.toBe(old.status.podIP);
+    await eventually(
+      async () => {
+        const list = (await secretValues()).sentinels ?? '';
+        return list.includes(`${fresh.status.podIP}:26379`) && !list.includes(`${old.status.podIP}:`);
+      },
+      { timeoutMs: 30_000, what: "the Secret's sentinels following the new IP" },
+    );
+    await eventually(async () => storeReady(await getPool())?.status === 'True', {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      what: 'status.sessionStore Ready after the Sentinel replacement',
+    });
+    process.stderr.write(`[e2e] Sentinel replaced: store Ready again after ${Date.now() - t0} ms\n`);
+    const sentinelIps = (await livePods('sentinel')).map((p) => p.status.podIP as string);
+    for (const ip of sentinelIps) {
+      const peers = (await ask(ip, 26379, password, (c) =>
+        c.call('SENTINEL', 'SENTINELS', `${NS}-${POOL}`),
+      )) as string[][];
+      const addrs = peers.map((r) => r[r.indexOf('ip') + 1]).sort();
+      expect(addrs).toEqual(sentinelIps.filter((x) => x !== ip).sort());
     }
   });
 
