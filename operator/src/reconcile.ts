@@ -46,7 +46,13 @@ import {
   storeSecretFor,
   storeSettingsFor,
 } from './build/session-store-objects.ts';
-import { type Observations, readyOf, type StoreObservation, statusFor } from './build/status-for.ts';
+import {
+  type Observations,
+  readyOf,
+  type StoreObservation,
+  statusFor,
+  storeReasonForPool,
+} from './build/status-for.ts';
 import { planStoreWiring, type StorePod } from './build/store-wiring.ts';
 import { type KubeClient, resourcePath, statusOf } from './kube/client.ts';
 import type { EventRecorder } from './kube/events.ts';
@@ -509,6 +515,32 @@ export class Reconciler {
     if (after !== undefined && (before?.status !== after.status || before.reason !== after.reason)) {
       const msg = next.conditions?.find((c) => c.type === 'Ready')?.message ?? '';
       void this.d.events.record(target, after.status === 'True' ? 'Normal' : 'Warning', after.reason, msg);
+    }
+    // The session store's notable transitions: Ready changes, and a new primary (a failover).
+    const storeBefore = last?.sessionStore;
+    const storeAfter = next.sessionStore;
+    if (storeAfter !== undefined) {
+      const ready = (s: typeof storeAfter | undefined) => s?.conditions?.find((c) => c.type === 'Ready');
+      const was = ready(storeBefore);
+      const now = ready(storeAfter);
+      if (now !== undefined && (was?.status !== now.status || was.reason !== now.reason)) {
+        void this.d.events.record(
+          target,
+          now.status === 'True' ? 'Normal' : 'Warning',
+          storeReasonForPool(now.reason),
+          now.message,
+        );
+      }
+      const from = storeBefore?.primary?.pod;
+      const to = storeAfter.primary?.pod;
+      if (from !== undefined && to !== undefined && from !== to) {
+        void this.d.events.record(
+          target,
+          'Normal',
+          'SessionStorePrimaryChanged',
+          `the primary is now ${to} (was ${from}): a Sentinel failover`,
+        );
+      }
     }
   }
 }

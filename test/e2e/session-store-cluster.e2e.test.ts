@@ -381,6 +381,15 @@ describe('the session store on the test cluster', () => {
       const addrs = reps.map((r) => `${r[r.indexOf('ip') + 1]}:${r[r.indexOf('port') + 1]}`);
       expect(addrs.sort()).toEqual([...liveAddrs].sort());
     }
+    // Kubernetes Events say what happened.
+    const events = await json<{ items: Array<{ reason: string; message: string }> }>(['get', 'events']);
+    expect(events.items).toContainEqual(
+      expect.objectContaining({
+        reason: 'SessionStorePrimaryChanged',
+        message: expect.stringContaining(promoted),
+      }),
+    );
+    expect(events.items.map((e) => e.reason)).toContain('SessionStoreReady');
     // The Secret kept its password; the data written before the failover is there.
     const values = await secretValues();
     expect(values.password).toBe(password);

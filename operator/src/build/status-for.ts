@@ -75,7 +75,7 @@ export function conditionsFor(o: Observations): CondInput[] {
     o.pushErrors.length > 0
       ? ok('Degraded', 'True', 'PushFailed', o.pushErrors.slice(0, 3).join('; '))
       : store !== undefined && !store.ready
-        ? ok('Degraded', 'True', `SessionStore${store.reason}`, `session store: ${store.message}`)
+        ? ok('Degraded', 'True', storeReasonForPool(store.reason), `session store: ${store.message}`)
         : ok('Degraded', 'False', 'AsExpected', 'no errors');
   let ready: CondInput;
   if (o.endpoints.ready === 0) {
@@ -137,6 +137,11 @@ export function statusFor(o: Observations, previous: PoolStatus | undefined, now
       ? {}
       : { sessionStore: storeStatusFor(o.store, o.generation, previous?.sessionStore, now) }),
   };
+}
+
+/** A store reason as the pool (conditions, Events) says it: `StoreNotReady` → `SessionStoreNotReady`. */
+export function storeReasonForPool(reason: string): string {
+  return `SessionStore${reason.replace(/^Store/, '')}`;
 }
 
 /**
