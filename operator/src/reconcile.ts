@@ -111,6 +111,8 @@ export class Reconciler {
   private readonly written = new Map<string, PoolStatus>();
   /** Pools (key@uid) whose managed objects were checked for removal after a switch to Sidecar. */
   private readonly cleaned = new Set<string>();
+  /** Last known store primary (pod name) per pool: status omits it during a failover. */
+  private readonly primaries = new Map<string, string>();
   /** Session store password per pool, once read from (or written to) its Secret. */
   private readonly storePasswords = new Map<string, string>();
 
@@ -229,6 +231,19 @@ export class Reconciler {
     // 5. Status, and an Event when Ready changes.
     const next = statusFor(obs, previous, new Date().toISOString());
     await this.writeStatus(raw, previous, next, target, signal);
+    const primary = store?.plan.primary?.pod;
+    if (primary !== undefined) {
+      const was = this.primaries.get(key) ?? previous?.sessionStore?.primary?.pod;
+      if (was !== undefined && was !== primary) {
+        void this.d.events.record(
+          target,
+          'Normal',
+          'SessionStorePrimaryChanged',
+          `the primary is now ${primary} (was ${was}): ${store?.plan.source === 'bootstrap' ? 'chosen anew by the operator' : 'a Sentinel failover'}`,
+        );
+      }
+      this.primaries.set(key, primary);
+    }
     const storeSettled =
       store === undefined ||
       (store.plan.ready && store.plan.actions.length === 0 && store.errors.length === 0);
@@ -388,6 +403,7 @@ export class Reconciler {
     this.revisions.delete(key);
     this.tokens.delete(key);
     this.storePasswords.delete(key);
+    this.primaries.delete(key);
     this.written.delete(key);
     for (const k of this.applied.keys()) if (k.startsWith(`${key}|`)) this.applied.delete(k);
   }
@@ -529,16 +545,6 @@ export class Reconciler {
           now.status === 'True' ? 'Normal' : 'Warning',
           storeReasonForPool(now.reason),
           now.message,
-        );
-      }
-      const from = storeBefore?.primary?.pod;
-      const to = storeAfter.primary?.pod;
-      if (from !== undefined && to !== undefined && from !== to) {
-        void this.d.events.record(
-          target,
-          'Normal',
-          'SessionStorePrimaryChanged',
-          `the primary is now ${to} (was ${from}): a Sentinel failover`,
         );
       }
     }
