@@ -17,6 +17,10 @@
  * - stdout and stderr to `<podDir>/<container>.log`; what the runner did to
  *   the pod (started, SIGTERM, SIGKILL, exit, restart) to `<podDir>/events.log`.
  *
+ * Init containers of known images run first, each to completion (bounded
+ * at 10 s), in order, with the same argv/env/mount rules; a failing one
+ * leaves the pod waiting (noted in runner.log) until the next change.
+ *
  * A process that exits while its pod lives is restarted with back-off
  * (1 s doubling to 10 s), as the kubelet does for restartPolicy Always.
  * When the pod gets a deletionTimestamp: SIGTERM to the process group, SIGKILL
