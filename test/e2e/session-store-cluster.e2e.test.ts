@@ -446,6 +446,45 @@ describe('the session store on the test cluster', () => {
     }
   });
 
+  it('turning the store off deletes its objects and takes --session-store from the proxies', async () => {
+    const small = (enabled: boolean) => ({
+      apiVersion: 'tether.dev/v1alpha1',
+      kind: 'StickyBackendPool',
+      metadata: { name: 'mini', namespace: NS },
+      spec: {
+        backend: { service: { name: 'shop', port: 'http' } },
+        proxy: { mode: 'Managed', replicas: 1 },
+        sessionStore: { enabled, replicas: 0, sentinels: 1 },
+      },
+    });
+    const names = /mini-store|mini-sentinel|mini-session-store/;
+    const listed = async () =>
+      (await k(['get', 'statefulset,service,configmap,poddisruptionbudget,secret', '-o', 'name'])).stdout;
+    await apply(small(true));
+    await eventually(
+      async () => {
+        const p = await json<Pool>(['get', 'sbp', 'mini']);
+        return p.status?.sessionStore !== undefined && (await listed()).match(/mini-sentinel/) !== null;
+      },
+      { timeoutMs: 30_000, what: 'the small store provisioned and in status' },
+    );
+    await apply(small(false));
+    await eventually(async () => !names.test(await listed()), {
+      timeoutMs: 30_000,
+      what: 'the store objects deleted',
+    });
+    const p = await json<Pool>(['get', 'sbp', 'mini']);
+    expect(p.status?.sessionStore).toBeUndefined();
+    const dep = await json<{ spec: { template: { spec: { containers: Array<{ args: string[] }> } } } }>([
+      'get',
+      'deployment',
+      'mini-proxy',
+    ]);
+    expect(dep.spec.template.spec.containers[0]?.args.join(' ')).not.toContain('--session-store');
+    expect(await listed()).toMatch(/mini-tether/);
+    await k(['delete', 'sbp', 'mini', '--wait=false']);
+  });
+
   it('deleting the pool: the garbage collector removes the store objects and their pods', async () => {
     await k(['delete', 'sbp', POOL]);
     await eventually(
