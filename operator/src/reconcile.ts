@@ -76,12 +76,17 @@ import { carryOutStoreActions, describeAction, observeStore, type StoreIoOptions
 export type ReconcileResult =
   | { outcome: 'done'; afterMs?: number }
   | { outcome: 'invalid' }
-  | { outcome: 'requeue'; afterMs?: number };
+  /** Without `afterMs`: the queue's per-key backoff, but never later than `atMostMs`. */
+  | { outcome: 'requeue'; afterMs?: number; atMostMs?: number };
 
 /** Next look at a session store that is not settled (not Ready, or actions just sent), ms. */
 export const STORE_UNSETTLED_RECHECK_MS = 2_000;
-/** Next look at a settled session store, ms: how late the status may learn of a failover. */
-export const STORE_SETTLED_RECHECK_MS = 30_000;
+/**
+ * Next look at a settled session store, ms: how late the status learns of a
+ * failover, and how soon a primary that restarted in place (no pod event)
+ * is failed over (Sentinel alone takes about 25 s).
+ */
+export const STORE_SETTLED_RECHECK_MS = 10_000;
 
 export interface ReconcilerDeps {
   client: KubeClient;
@@ -249,8 +254,10 @@ export class Reconciler {
       (store.plan.ready && store.plan.actions.length === 0 && store.errors.length === 0);
     if (obs.proxies.inSync < obs.proxies.desired) {
       this.d.log('debug', 'proxies not in sync yet', { pool: key, errors: obs.pushErrors.slice(0, 3) });
+      // A session store is looked at on its own schedule, whatever the proxies' backoff.
+      if (store === undefined) return { outcome: 'requeue' };
       return storeSettled
-        ? { outcome: 'requeue' }
+        ? { outcome: 'requeue', atMostMs: STORE_SETTLED_RECHECK_MS }
         : { outcome: 'requeue', afterMs: STORE_UNSETTLED_RECHECK_MS };
     }
     if (store !== undefined) {

@@ -179,6 +179,8 @@ export function describeAction(a: StoreAction): string {
       return `${a.pod}: SENTINEL SET ${a.option} ${a.value}`;
     case 'sentinel-reset':
       return `${a.pod}: SENTINEL RESET`;
+    case 'sentinel-failover':
+      return `${a.pod}: SENTINEL FAILOVER`;
   }
 }
 
@@ -245,6 +247,9 @@ async function run(c: Redis, a: StoreAction, o: StoreIoOptions): Promise<void> {
       return;
     case 'sentinel-reset':
       await c.call('SENTINEL', 'RESET', m);
+      return;
+    case 'sentinel-failover':
+      await c.call('SENTINEL', 'FAILOVER', m);
       return;
   }
 }

@@ -109,6 +109,8 @@ function short(a: StoreAction): string {
       return `${a.pod}: SET ${a.option} ${a.value}`;
     case 'sentinel-reset':
       return `${a.pod}: RESET`;
+    case 'sentinel-failover':
+      return `${a.pod}: FAILOVER`;
   }
 }
 
@@ -185,10 +187,34 @@ describe('planStoreWiring', () => {
       want: { primary: undefined, source: 'none', reason: 'FailoverInProgress', actions: [] },
     },
     {
-      desc: 'the restarted primary kept its IP and came up detached: Sentinel must fail it over, wait',
+      desc: 'the restarted primary kept its IP and came up detached: a Sentinel is asked to fail it over now',
       o: (): StoreObservations => {
         const s = settled();
         s.servers[0] = detached(0);
+        return s;
+      },
+      want: {
+        primary: undefined,
+        source: 'none',
+        reason: 'FailoverInProgress',
+        actions: ['shop-sentinel-0: FAILOVER'],
+      },
+    },
+    {
+      desc: '… and not asked again while that failover runs',
+      o: (): StoreObservations => {
+        const s = settled();
+        s.servers[0] = detached(0);
+        s.sentinels[0] = sentinel(0, IP[0], { flags: ['master', 'failover_in_progress'] });
+        return s;
+      },
+      want: { primary: undefined, source: 'none', reason: 'FailoverInProgress', actions: [] },
+    },
+    {
+      desc: 'the reported primary is a replica of another server (a failover half done): wait',
+      o: (): StoreObservations => {
+        const s = settled();
+        s.servers[0] = replicaOf(0, IP[1] as string);
         return s;
       },
       want: { primary: undefined, source: 'none', reason: 'FailoverInProgress', actions: [] },

@@ -26,6 +26,8 @@
  * pass and only while every other knows its peers (Redis' advice: reset
  * one at a time, so a failover always finds a majority). Nothing is sent
  * to Sentinels while any of them reports the primary down or a failover.
+ * A primary whose process restarted (it comes back detached, see
+ * session-store-objects.ts) gets an immediate `SENTINEL FAILOVER`.
  */
 
 /** A pod of the store, as the Pod informer shows it (deleting pods left out). */
@@ -108,7 +110,9 @@ export type StoreAction =
       replace: boolean;
     }
   | { kind: 'sentinel-set'; pod: string; ip: string; option: string; value: string }
-  | { kind: 'sentinel-reset'; pod: string; ip: string };
+  | { kind: 'sentinel-reset'; pod: string; ip: string }
+  /** `SENTINEL FAILOVER`: promote a replica now (the primary came back detached after a restart). */
+  | { kind: 'sentinel-failover'; pod: string; ip: string };
 
 /** Why the store is not Ready (the `Degraded` condition's reason). */
 export type StoreReason =
@@ -170,6 +174,7 @@ export function planStoreWiring(spec: WiringSpec, o: StoreObservations): StorePl
   let primary: (Observed<ServerView> & { ip: string }) | undefined;
   let source: StorePlan['source'] = 'none';
   let waitReason: { reason: StoreReason; message: string } | undefined;
+  let failover: StoreAction | undefined;
 
   const top = ranked[0];
   if (top === undefined) {
@@ -207,9 +212,18 @@ export function planStoreWiring(spec: WiringSpec, o: StoreObservations): StorePl
         source = 'bootstrap';
       }
     } else if (pod.view?.role !== 'master') {
+      // A primary whose process restarted comes back detached (a replica of itself). Sentinel
+      // would fail it over only after down-after + 2 INFO periods (about 25 s of refused
+      // writes); `SENTINEL FAILOVER` starts that at once, and picks the best replica.
+      const restarted = pod.view !== undefined && pod.view.masterHost === pod.ip;
+      const asked =
+        restarted && !failing ? sentinels.find((x) => x.view?.master?.ip === ip && x.ip) : undefined;
+      if (asked?.ip !== undefined) failover = { kind: 'sentinel-failover', pod: asked.name, ip: asked.ip };
       waitReason = {
         reason: 'FailoverInProgress',
-        message: `the Sentinels report primary ${pod.name} (${addr}), which is not a master (yet)`,
+        message: restarted
+          ? `primary ${pod.name} (${addr}) restarted detached; the Sentinels fail it over`
+          : `the Sentinels report primary ${pod.name} (${addr}), which is not a master (yet)`,
       };
     } else if (count < majority && (ranked[1]?.[1] ?? 0) === count) {
       waitReason = {
@@ -222,7 +236,7 @@ export function planStoreWiring(spec: WiringSpec, o: StoreObservations): StorePl
     }
   }
 
-  const actions: StoreAction[] = [];
+  const actions: StoreAction[] = failover === undefined ? [] : [failover];
   if (primary !== undefined) {
     const p = primary;
     if (source === 'bootstrap' && p.view?.role !== 'master') {

@@ -134,7 +134,11 @@ export class Controller {
         if (r.outcome === 'requeue') {
           // Proxies not in sync yet: back off per key (5 ms doubling), without counting an error.
           if (r.afterMs !== undefined) this.queue.addAfter(key, r.afterMs);
-          else this.queue.addAfter(key, Math.min(this.queue.limiter.when(key), MAX_SYNC_RETRY_MS));
+          else
+            this.queue.addAfter(
+              key,
+              Math.min(this.queue.limiter.when(key), MAX_SYNC_RETRY_MS, r.atMostMs ?? MAX_SYNC_RETRY_MS),
+            );
         } else {
           this.queue.forget(key);
           // Done, but to be looked at again (a session store's roles change without an event).
