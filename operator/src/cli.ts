@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { type Logger, makeLogger } from '../../proxy/src/json-log.ts';
 import { API_VERSION, POOL_LABEL, POOL_PLURAL } from './api/index.ts';
 import { SERVICE_NAME_LABEL } from './build/routing-table-for.ts';
+import { STORE_LABEL } from './build/session-store-objects.ts';
 import { type OperatorConfig, parseConfig, USAGE } from './config.ts';
 import { realClock } from './controller/clock.ts';
 import { Controller } from './controller/controller.ts';
@@ -118,7 +119,19 @@ export async function main(argv: string[]): Promise<void> {
         watchTimeoutSeconds,
       }),
   );
-  const informers = [...pools, ...slices, ...pods];
+  const storePods = scopes.map(
+    (ns) =>
+      new Informer<Pod>(client, {
+        name: 'session-store-pods',
+        path: resourcePath('v1', 'pods', ns),
+        labelSelector: STORE_LABEL,
+        parse: parserOf(podSchema, 'Pod', log),
+        onEvent: (t, o) => controller?.onStorePod(t, o),
+        onRestart: restart('pods'),
+        watchTimeoutSeconds,
+      }),
+  );
+  const informers = [...pools, ...slices, ...pods, ...storePods];
   const pusher = new Pusher(metrics, cfg['push-timeout']);
   const reconciler = new Reconciler({
     client,
@@ -126,9 +139,11 @@ export async function main(argv: string[]): Promise<void> {
     pools: mergedView(pools),
     slices: mergedView(slices),
     pods: mergedView(pods),
+    storePods: mergedView(storePods),
+    storeTimeoutMs: cfg['store-timeout'],
     pusher,
     events: new EventRecorder(client, cfg.identity, (msg, f) => log('warn', msg, f)),
-    settings: { proxyImage: cfg['proxy-image'] },
+    settings: { proxyImage: cfg['proxy-image'], valkeyImage: cfg['valkey-image'] },
     log,
   });
   controller = new Controller({

@@ -13,6 +13,8 @@ describe('parseConfig', () => {
       'renew-deadline': 10_000,
       'retry-period': 2_000,
       'metrics-listen': { host: '127.0.0.1', port: 8080 },
+      'valkey-image': 'docker.io/valkey/valkey:8.1',
+      'store-timeout': 1_000,
     });
     expect(c.identity).toMatch(/_/);
   });

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { parseDuration } from '../../proxy/src/api/duration.ts';
 import { durationSchema } from '../../proxy/src/api/pool-spec.ts';
+import { DEFAULT_VALKEY_IMAGE } from './build/session-store-objects.ts';
 
 const hostPort = z
   .string()
@@ -37,6 +38,8 @@ export const USAGE = `usage: tether-operator [flags]   (each flag also as env TE
   --renew-deadline D             client-go RenewDeadline (default 10s)
   --retry-period D               client-go RetryPeriod (default 2s)
   --proxy-image IMAGE            image of managed proxy pods (default ghcr.io/tether-dev/tether:0.1.0)
+  --valkey-image IMAGE           image of session store servers and Sentinels (default docker.io/valkey/valkey:8.1)
+  --store-timeout D              connect, and each command, to a session store pod (default 1s)
   --metrics-listen HOST:PORT     /metrics, /healthz, /readyz (default 127.0.0.1:8080)
   --push-timeout D               per PUT to a proxy's admin API (default 5s)
   --resync D                     re-reconcile every pool this often (default 10m)
@@ -66,6 +69,8 @@ export const configSchema = z
     'renew-deadline': durationSchema.default('10s').transform(parseDuration),
     'retry-period': durationSchema.default('2s').transform(parseDuration),
     'proxy-image': z.string().min(1).max(512).default('ghcr.io/tether-dev/tether:0.1.0'),
+    'valkey-image': z.string().min(1).max(512).default(DEFAULT_VALKEY_IMAGE),
+    'store-timeout': durationSchema.default('1s').transform(parseDuration),
     'metrics-listen': hostPort.prefault('127.0.0.1:8080'),
     'push-timeout': durationSchema.default('5s').transform(parseDuration),
     resync: durationSchema.default('10m').transform(parseDuration),

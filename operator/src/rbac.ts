@@ -18,13 +18,19 @@ export const CLUSTER_RULES: readonly PolicyRule[] = [
   { apiGroups: ['tether.dev'], resources: ['stickybackendpools'], verbs: ['get', 'list', 'watch'] },
   { apiGroups: ['tether.dev'], resources: ['stickybackendpools/status'], verbs: ['get', 'patch', 'update'] },
   { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
-  // Pods: found by label (managed proxies and sidecars) to push tables to; never changed.
+  // Pods: found by label (managed proxies and sidecars to push tables to; session store pods to
+  // wire by IP); never changed.
   { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
   // Owned objects: server-side apply needs create + patch; delete when a pool turns from Managed to Sidecar.
   { apiGroups: ['apps'], resources: ['deployments'], verbs: ['get', 'create', 'patch', 'delete'] },
   { apiGroups: [''], resources: ['services'], verbs: ['get', 'create', 'patch', 'delete'] },
-  // Secrets: created once per pool, then only read (by name: no list/watch of every Secret).
-  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'] },
+  // The session store (sessionStore.enabled): applied, and deleted when the store is turned off.
+  { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['get', 'create', 'patch', 'delete'] },
+  { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'create', 'patch', 'delete'] },
+  { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['get', 'create', 'patch', 'delete'] },
+  // Secrets, by name only (no list/watch of every Secret): the pool's, created once then read; the
+  // session store's, applied as its Sentinel addresses change (password kept), deleted with the store.
+  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'patch', 'delete'] },
   { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
 ];
 

@@ -34,7 +34,26 @@ import {
   SERVICE_NAME_LABEL,
   withRevision,
 } from './build/routing-table-for.ts';
-import { type Observations, readyOf, statusFor } from './build/status-for.ts';
+import {
+  DOWN_AFTER_MS,
+  FAILOVER_TIMEOUT_MS,
+  PARALLEL_SYNCS,
+  SENTINEL_PORT,
+  SERVER_PORT,
+  STORE_LABEL,
+  storeNames,
+  storeObjects,
+  storeSecretFor,
+  storeSettingsFor,
+} from './build/session-store-objects.ts';
+import {
+  type Observations,
+  readyOf,
+  type StoreObservation,
+  statusFor,
+  storeReasonForPool,
+} from './build/status-for.ts';
+import { planStoreWiring, type StorePod } from './build/store-wiring.ts';
 import { type KubeClient, resourcePath, statusOf } from './kube/client.ts';
 import type { EventRecorder } from './kube/events.ts';
 import type { Informer } from './kube/informer.ts';
@@ -47,15 +66,37 @@ import {
   splitKey,
 } from './kube/types.ts';
 import { type Pusher, proxyTargetsOf } from './push.ts';
+import { carryOutStoreActions, describeAction, observeStore, type StoreIoOptions } from './store-io.ts';
 
-/** What a reconcile asks of the queue: nothing, or to come back later. */
-export type ReconcileResult = { outcome: 'done' | 'invalid' } | { outcome: 'requeue'; afterMs?: number };
+/**
+ * What a reconcile asks of the queue: nothing, or to come back later.
+ * `done` with `afterMs`: all is well, look again then (a session store's
+ * roles can change with no Kubernetes event: a Sentinel failover).
+ */
+export type ReconcileResult =
+  | { outcome: 'done'; afterMs?: number }
+  | { outcome: 'invalid' }
+  /** Without `afterMs`: the queue's per-key backoff, but never later than `atMostMs`. */
+  | { outcome: 'requeue'; afterMs?: number; atMostMs?: number };
+
+/** Next look at a session store that is not settled (not Ready, or actions just sent), ms. */
+export const STORE_UNSETTLED_RECHECK_MS = 2_000;
+/**
+ * Next look at a settled session store, ms: how late the status learns of a
+ * failover, and how soon a primary that restarted in place (no pod event)
+ * is failed over (Sentinel alone takes about 25 s).
+ */
+export const STORE_SETTLED_RECHECK_MS = 10_000;
 
 export interface ReconcilerDeps {
   client: KubeClient;
   pools: Informer<KubeObject>;
   slices: Informer<EndpointSlice>;
   pods: Informer<Pod>;
+  /** Pods labelled `tether.dev/session-store`. */
+  storePods: Informer<Pod>;
+  /** Connect and per-command timeout towards session store pods, ms. */
+  storeTimeoutMs: number;
   pusher: Pusher;
   events: EventRecorder;
   settings: DesiredSettings;
@@ -75,6 +116,10 @@ export class Reconciler {
   private readonly written = new Map<string, PoolStatus>();
   /** Pools (key@uid) whose managed objects were checked for removal after a switch to Sidecar. */
   private readonly cleaned = new Set<string>();
+  /** Last known store primary (pod name) per pool: status omits it during a failover. */
+  private readonly primaries = new Map<string, string>();
+  /** Session store password per pool, once read from (or written to) its Secret. */
+  private readonly storePasswords = new Map<string, string>();
 
   constructor(d: ReconcilerDeps) {
     this.d = d;
@@ -129,6 +174,9 @@ export class Reconciler {
     const token = await this.ensureSecret(pool, signal);
     for (const obj of desiredObjects(pool, this.d.settings)) await this.applyOwned(key, obj, signal);
     if (pool.spec.proxy.mode === 'Sidecar') await this.removeManaged(pool, signal);
+    let store: StoreObservation | undefined;
+    if (pool.spec.sessionStore.enabled) store = await this.reconcileStore(key, pool, signal);
+    else if (previous?.sessionStore !== undefined) await this.removeStore(pool, signal);
 
     // 3. Build the table.
     const svc = pool.spec.backend.service;
@@ -147,6 +195,7 @@ export class Reconciler {
       revision: undefined,
       hash: undefined,
       mode: pool.spec.proxy.mode,
+      store,
     };
     if (isBackendProblem(content)) {
       obs.backendProblem = content;
@@ -187,17 +236,181 @@ export class Reconciler {
     // 5. Status, and an Event when Ready changes.
     const next = statusFor(obs, previous, new Date().toISOString());
     await this.writeStatus(raw, previous, next, target, signal);
+    const primary = store?.plan.primary?.pod;
+    if (primary !== undefined) {
+      const was = this.primaries.get(key) ?? previous?.sessionStore?.primary?.pod;
+      if (was !== undefined && was !== primary) {
+        void this.d.events.record(
+          target,
+          'Normal',
+          'SessionStorePrimaryChanged',
+          `the primary is now ${primary} (was ${was}): ${store?.plan.source === 'bootstrap' ? 'chosen anew by the operator' : 'a Sentinel failover'}`,
+        );
+      }
+      this.primaries.set(key, primary);
+    }
+    const storeSettled =
+      store === undefined ||
+      (store.plan.ready && store.plan.actions.length === 0 && store.errors.length === 0);
     if (obs.proxies.inSync < obs.proxies.desired) {
       this.d.log('debug', 'proxies not in sync yet', { pool: key, errors: obs.pushErrors.slice(0, 3) });
-      return { outcome: 'requeue' };
+      // A session store is looked at on its own schedule, whatever the proxies' backoff.
+      if (store === undefined) return { outcome: 'requeue' };
+      return storeSettled
+        ? { outcome: 'requeue', atMostMs: STORE_SETTLED_RECHECK_MS }
+        : { outcome: 'requeue', afterMs: STORE_UNSETTLED_RECHECK_MS };
+    }
+    if (store !== undefined) {
+      return {
+        outcome: 'done',
+        afterMs: storeSettled ? STORE_SETTLED_RECHECK_MS : STORE_UNSETTLED_RECHECK_MS,
+      };
     }
     return { outcome: 'done' };
+  }
+
+  /**
+   * The session store: its Secret (password kept, Sentinel IPs current),
+   * its objects, then observe every pod by IP, plan the wiring and carry
+   * it out. Store I/O failures are the plan's errors, never a throw: the
+   * next pass retries.
+   */
+  private async reconcileStore(
+    key: string,
+    pool: StickyBackendPool,
+    signal?: AbortSignal,
+  ): Promise<StoreObservation> {
+    const names = storeNames(pool.metadata.name);
+    const settings = storeSettingsFor(pool);
+    const password = await this.ensureStorePassword(pool, signal);
+    const { servers, sentinels } = this.storePodsOf(pool.metadata.namespace, pool.metadata.name);
+    const sentinelIps = sentinels.flatMap((p) => (p.ip === undefined ? [] : [p.ip]));
+    await this.applyOwned(key, storeSecretFor(pool, password, sentinelIps), signal);
+    for (const obj of storeObjects(pool, this.d.settings.valkeyImage))
+      await this.applyOwned(key, obj, signal);
+    const io: StoreIoOptions = {
+      password,
+      masterName: settings.masterName,
+      serverPort: SERVER_PORT,
+      sentinelPort: SENTINEL_PORT,
+      timeoutMs: this.d.storeTimeoutMs,
+      monitor: {
+        quorum: settings.quorum,
+        downAfterMs: DOWN_AFTER_MS,
+        failoverTimeoutMs: FAILOVER_TIMEOUT_MS,
+        parallelSyncs: PARALLEL_SYNCS,
+      },
+    };
+    const observed = await observeStore(servers, sentinels, io);
+    const plan = planStoreWiring(
+      {
+        masterName: settings.masterName,
+        servers: settings.servers,
+        sentinels: settings.sentinels,
+        quorum: settings.quorum,
+        minReplicasToWrite: settings.minReplicasToWrite,
+        serverPort: SERVER_PORT,
+        downAfterMs: DOWN_AFTER_MS,
+        failoverTimeoutMs: FAILOVER_TIMEOUT_MS,
+        parallelSyncs: PARALLEL_SYNCS,
+      },
+      observed,
+    );
+    let errors: string[] = [];
+    if (plan.actions.length > 0 && !signal?.aborted) {
+      this.d.log('info', 'wiring the session store', {
+        pool: key,
+        primary: plan.primary?.pod,
+        source: plan.source,
+        actions: plan.actions.map(describeAction),
+      });
+      errors = await carryOutStoreActions(plan.actions, io);
+      if (errors.length > 0) this.d.log('warn', 'session store actions failed', { pool: key, errors });
+    }
+    return { secretName: names.secret, masterName: settings.masterName, plan, errors };
+  }
+
+  /** Live (not deleting) store pods of a pool, by component, with their StatefulSet ordinals. */
+  private storePodsOf(ns: string, pool: string): { servers: StorePod[]; sentinels: StorePod[] } {
+    const names = storeNames(pool);
+    const servers: StorePod[] = [];
+    const sentinels: StorePod[] = [];
+    for (const p of this.d.storePods.cache.values()) {
+      if (p.metadata.namespace !== ns || p.metadata.labels?.[STORE_LABEL] !== pool) continue;
+      if (p.metadata.deletionTimestamp) continue;
+      const phase = p.status?.phase;
+      if (phase === 'Succeeded' || phase === 'Failed') continue;
+      for (const [prefix, list] of [
+        [names.servers, servers],
+        [names.sentinels, sentinels],
+      ] as const) {
+        const m = new RegExp(`^${prefix.replace(/[.]/g, '\\.')}-(\\d+)$`).exec(p.metadata.name);
+        if (m) list.push({ name: p.metadata.name, ordinal: Number(m[1]), ip: p.status?.podIP || undefined });
+      }
+    }
+    const byOrdinal = (a: StorePod, b: StorePod) => a.ordinal - b.ordinal;
+    return { servers: servers.sort(byOrdinal), sentinels: sentinels.sort(byOrdinal) };
+  }
+
+  /** The store's password: from its Secret when there, else made now (and written by the next apply). */
+  private async ensureStorePassword(pool: StickyBackendPool, signal?: AbortSignal): Promise<string> {
+    const key = `${pool.metadata.namespace}/${pool.metadata.name}`;
+    const cached = this.storePasswords.get(key);
+    if (cached !== undefined) return cached;
+    const path = resourcePath(
+      'v1',
+      'secrets',
+      pool.metadata.namespace,
+      storeNames(pool.metadata.name).secret,
+    );
+    let password: string | undefined;
+    try {
+      const s = await this.d.client.request<{ data?: Record<string, string> }>('GET', path, { signal });
+      const b64 = s.data?.password;
+      if (b64) password = Buffer.from(b64, 'base64').toString('utf8');
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+    }
+    password ??= randomBytes(24).toString('base64url');
+    this.storePasswords.set(key, password);
+    return password;
+  }
+
+  /** The store was turned off: delete what it owned (the StatefulSets take their pods along). */
+  private async removeStore(pool: StickyBackendPool, signal?: AbortSignal): Promise<void> {
+    const uid = (pool.metadata as { uid?: string }).uid ?? '';
+    const names = storeNames(pool.metadata.name);
+    for (const [apiVersion, plural, name] of [
+      ['apps/v1', 'statefulsets', names.servers],
+      ['apps/v1', 'statefulsets', names.sentinels],
+      ['v1', 'services', names.servers],
+      ['v1', 'services', names.sentinels],
+      ['v1', 'configmaps', names.configMap],
+      ['policy/v1', 'poddisruptionbudgets', names.pdb],
+      ['v1', 'secrets', names.secret],
+    ] as const) {
+      const path = resourcePath(apiVersion, plural, pool.metadata.namespace, name);
+      try {
+        const o = await this.d.client.request<KubeObject>('GET', path, { signal });
+        if (o.metadata.ownerReferences?.some((r) => r.uid === uid)) {
+          await this.d.client.request('DELETE', path, { signal, body: { propagationPolicy: 'Background' } });
+        }
+      } catch (err) {
+        if (statusOf(err) !== 404) throw err;
+      }
+    }
+    this.storePasswords.delete(`${pool.metadata.namespace}/${pool.metadata.name}`);
+    this.d.log('info', 'session store turned off: deleted its objects', {
+      pool: `${pool.metadata.namespace}/${pool.metadata.name}`,
+    });
   }
 
   /** Drops what this process remembers of a pool (deleted, or leadership lost). */
   forget(key: string): void {
     this.revisions.delete(key);
     this.tokens.delete(key);
+    this.storePasswords.delete(key);
+    this.primaries.delete(key);
     this.written.delete(key);
     for (const k of this.applied.keys()) if (k.startsWith(`${key}|`)) this.applied.delete(k);
   }
@@ -326,14 +539,40 @@ export class Reconciler {
       const msg = next.conditions?.find((c) => c.type === 'Ready')?.message ?? '';
       void this.d.events.record(target, after.status === 'True' ? 'Normal' : 'Warning', after.reason, msg);
     }
+    // The session store's notable transitions: Ready changes, and a new primary (a failover).
+    const storeBefore = last?.sessionStore;
+    const storeAfter = next.sessionStore;
+    if (storeAfter !== undefined) {
+      const ready = (s: typeof storeAfter | undefined) => s?.conditions?.find((c) => c.type === 'Ready');
+      const was = ready(storeBefore);
+      const now = ready(storeAfter);
+      if (now !== undefined && (was?.status !== now.status || was.reason !== now.reason)) {
+        void this.d.events.record(
+          target,
+          now.status === 'True' ? 'Normal' : 'Warning',
+          storeReasonForPool(now.reason),
+          now.message,
+        );
+      }
+    }
   }
 }
 
-function unsupported(pool: StickyBackendPool): string[] {
+/** What the proxy cannot serve, or the spec may not combine: one `spec.<field>: …` line each. */
+export function unsupported(pool: StickyBackendPool): string[] {
   // The proxy refuses these tables (400); say so on the pool instead of failing every push.
-  return proxySupportProblems({ affinity: pool.spec.affinity } as Parameters<
+  // Learn is the session store's (issue 11): the operator's own rule below replaces the proxy's line.
+  const store = pool.spec.sessionStore.enabled;
+  const problems = proxySupportProblems({ affinity: pool.spec.affinity } as Parameters<
     typeof proxySupportProblems
-  >[0]).map((p) => `spec.${p}`);
+  >[0]).filter((p) => !p.startsWith('affinity.type Learn'));
+  // Learned pins live in the session store: Learn is valid only with it (the CRD's CEL rule says the same).
+  if (pool.spec.affinity.type === 'Learn' && !store) {
+    problems.push(
+      'affinity.type: Learn needs sessionStore.enabled: true (the learned pins live in the session store)',
+    );
+  }
+  return problems.map((p) => `spec.${p}`);
 }
 
 function stripUndefined(v: unknown): unknown {

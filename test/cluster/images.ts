@@ -64,9 +64,30 @@ export const TEST_BACKEND_IMAGE_RULE: ImageRule = {
   defaultCommand: 'test-backend',
 };
 
+/** The session store's image, as the operator's `--valkey-image` defaults to. Any tag or registry matches. */
+export const VALKEY_IMAGE = 'docker.io/valkey/valkey:8.1';
+
+/**
+ * Valkey, played by Debian's Redis 7 (the same protocol, replication and
+ * Sentinel): `valkey-server` → `redis-server`, `valkey-sentinel` →
+ * `redis-sentinel`, each bound where the operator's args say (the pod IP).
+ * `cp` is the image's own, for the Sentinel's init container that copies
+ * the mounted config to a writable place (Sentinel rewrites its config).
+ */
+export const VALKEY_IMAGE_RULE: ImageRule = {
+  name: 'valkey',
+  pattern: imageName('valkey'),
+  commands: {
+    'valkey-server': ['redis-server'],
+    'valkey-sentinel': ['redis-sentinel'],
+    cp: ['cp'],
+  },
+  defaultCommand: 'valkey-server',
+};
+
 /** The table the harness uses unless told otherwise. A fresh array each call, so callers may extend it. */
 export function defaultImageTable(): ImageRule[] {
-  return [TETHER_IMAGE_RULE, TEST_BACKEND_IMAGE_RULE];
+  return [TETHER_IMAGE_RULE, TEST_BACKEND_IMAGE_RULE, VALKEY_IMAGE_RULE];
 }
 
 /** The rule for `image`, or undefined when the runner should leave the pod alone. */

@@ -17,6 +17,10 @@
  * - stdout and stderr to `<podDir>/<container>.log`; what the runner did to
  *   the pod (started, SIGTERM, SIGKILL, exit, restart) to `<podDir>/events.log`.
  *
+ * Init containers of known images run first, each to completion (bounded
+ * at 10 s), in order, with the same argv/env/mount rules; a failing one
+ * leaves the pod waiting (noted in runner.log) until the next change.
+ *
  * A process that exits while its pod lives is restarted with back-off
  * (1 s doubling to 10 s), as the kubelet does for restartPolicy Always.
  * When the pod gets a deletionTimestamp: SIGTERM to the process group, SIGKILL
@@ -25,7 +29,7 @@
  * for the grace period's end, for pods the runner does not run).
  * A pod whose images are all unknown is left alone (one line in runner.log).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -231,6 +235,9 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
     const known = (pod.spec?.containers ?? [])
       .map((c) => ({ c, rule: findImage(opts.images, c.image) }))
       .filter((x): x is { c: V1Container; rule: ImageRule } => x.rule !== undefined);
+    const inits = (pod.spec?.initContainers ?? [])
+      .map((c) => ({ c, rule: findImage(opts.images, c.image) }))
+      .filter((x): x is { c: V1Container; rule: ImageRule } => x.rule !== undefined);
     if (known.length === 0) {
       const images = (pod.spec?.containers ?? []).map((c) => c.image).join(', ');
       note(
@@ -259,11 +266,11 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
         !writeVolumes(
           pod,
           m,
-          known.map((k) => k.c),
+          [...inits, ...known].map((k) => k.c),
         )
       )
         return;
-      for (const { c, rule } of known) {
+      const argvOf = (c: V1Container, rule: ImageRule) => {
         const podEnv: Record<string, string> = {
           PATH: process.env.PATH ?? '/usr/bin:/bin',
           HOME: m.root,
@@ -280,7 +287,27 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
         );
         const expand = (xs: string[] | undefined): string[] | undefined =>
           xs?.map((x) => rewriteMountPaths(expandVars(x, env), mounts));
-        const argv = buildArgv(rule, expand(c.command), expand(c.args));
+        return { argv: buildArgv(rule, expand(c.command), expand(c.args)), env };
+      };
+      // Init containers of known images run to completion, in order, before the others (as the
+      // kubelet runs them); bounded, since the runner waits for each. Unknown images are skipped.
+      for (const { c, rule } of inits) {
+        const { argv, env } = argvOf(c, rule);
+        const r = spawnSync(argv[0]!, argv.slice(1), { cwd: m.root, env, timeout: 10_000, encoding: 'utf8' });
+        appendFileSync(
+          join(dir, 'events.log'),
+          `${new Date().toISOString()} init ${c.name}: ${JSON.stringify(argv)} exit ${r.status}${r.error ? ` ${r.error.message}` : ''}\n`,
+        );
+        if (r.status !== 0) {
+          note(
+            uid,
+            `pod ${ns}/${name}: init container ${c.name} failed (${r.status}): ${(r.stderr ?? '').slice(0, 200)}`,
+          );
+          return;
+        }
+      }
+      for (const { c, rule } of known) {
+        const { argv, env } = argvOf(c, rule);
         procs.push({
           container: c.name,
           argv,

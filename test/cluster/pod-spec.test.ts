@@ -6,6 +6,7 @@ import {
   findImage,
   TEST_BACKEND_IMAGE_RULE,
   TETHER_IMAGE_RULE,
+  VALKEY_IMAGE_RULE,
 } from './images.ts';
 import {
   expandVars,
@@ -121,10 +122,12 @@ describe('rewriteMountPaths', () => {
 
 describe('image table', () => {
   const table = defaultImageTable();
-  it('knows Tether and the test backend under any registry and tag, nothing else', () => {
+  it('knows Tether, the test backend and Valkey under any registry and tag, nothing else', () => {
     expect(findImage(table, 'ghcr.io/tether-dev/tether:0.1.0')).toBe(TETHER_IMAGE_RULE);
     expect(findImage(table, 'tether:dev')).toBe(TETHER_IMAGE_RULE);
     expect(findImage(table, 'tether-test-backend:dev')).toBe(TEST_BACKEND_IMAGE_RULE);
+    expect(findImage(table, 'docker.io/valkey/valkey:8.1')).toBe(VALKEY_IMAGE_RULE);
+    expect(findImage(table, 'valkey/valkey@sha256:abc')).toBe(VALKEY_IMAGE_RULE);
     expect(findImage(table, 'nginx:1.27')).toBeUndefined();
     expect(findImage(table, 'example.com/tethering:1')).toBeUndefined();
   });
@@ -148,5 +151,19 @@ describe('image table', () => {
     expect(() => buildArgv(TETHER_IMAGE_RULE, ['sh'], [])).toThrow(
       /no command "sh" \(known: tether-operator, tether-proxy\)/,
     );
+  });
+
+  it("Valkey is played by Debian's Redis: valkey-server → redis-server, valkey-sentinel → redis-sentinel", () => {
+    expect(buildArgv(VALKEY_IMAGE_RULE, ['valkey-server'], ['/c.conf', '--bind', '10.244.1.3'])).toEqual([
+      'redis-server',
+      '/c.conf',
+      '--bind',
+      '10.244.1.3',
+    ]);
+    expect(buildArgv(VALKEY_IMAGE_RULE, ['valkey-sentinel'], ['/data/s.conf'])).toEqual([
+      'redis-sentinel',
+      '/data/s.conf',
+    ]);
+    expect(buildArgv(VALKEY_IMAGE_RULE, ['cp', '/a', '/b'], undefined)).toEqual(['cp', '/a', '/b']);
   });
 });

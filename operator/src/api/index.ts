@@ -19,7 +19,12 @@ export {
   routingTableSchema,
   type TableEndpoint,
 } from '../../../proxy/src/api/routing-table.ts';
-export { type Condition, type PoolStatus, poolStatusSchema } from './pool-status.ts';
+export {
+  type Condition,
+  type PoolStatus,
+  poolStatusSchema,
+  type SessionStoreStatus,
+} from './pool-status.ts';
 
 /** Plural resource name of StickyBackendPool (URL path segment). */
 export const POOL_PLURAL = 'stickybackendpools';

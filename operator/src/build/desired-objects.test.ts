@@ -13,7 +13,7 @@ const pool = (proxy: Record<string, unknown>) =>
 describe('desiredObjects', () => {
   it('Managed: a Deployment and a Service owned by the pool, selecting the pool label', () => {
     // biome-ignore lint/suspicious/noExplicitAny: plain objects
-    const [d, s] = desiredObjects(pool({ replicas: 3 }), { proxyImage: 'img:1' }) as any[];
+    const [d, s] = desiredObjects(pool({ replicas: 3 }), { proxyImage: 'img:1', valkeyImage: 'v' }) as any[];
     expect(d.kind).toBe('Deployment');
     expect(d.metadata).toMatchObject({ name: 'shop-proxy', namespace: 'web' });
     expect(d.metadata.ownerReferences).toEqual([
@@ -29,13 +29,13 @@ describe('desiredObjects', () => {
   });
 
   it('Sidecar: nothing to apply', () => {
-    expect(desiredObjects(pool({ mode: 'Sidecar' }), { proxyImage: 'img' })).toEqual([]);
+    expect(desiredObjects(pool({ mode: 'Sidecar' }), { proxyImage: 'img', valkeyImage: 'v' })).toEqual([]);
   });
 
   it('refuses a pool without a uid (an owner reference needs it)', () => {
     const p = pool({});
     delete (p.metadata as { uid?: string }).uid;
-    expect(() => desiredObjects(p, { proxyImage: 'i' })).toThrow(/no uid/);
+    expect(() => desiredObjects(p, { proxyImage: 'i', valkeyImage: 'v' })).toThrow(/no uid/);
   });
 
   it('the Secret holds a 32-byte admin token and one cookie key', () => {
@@ -45,5 +45,43 @@ describe('desiredObjects', () => {
     expect(s.metadata.name).toBe('shop-tether');
     expect(Buffer.from(s.stringData['admin-token'], 'base64url')).toHaveLength(32);
     expect(s.stringData['cookie-keys'].trim().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('desiredObjects with the session store on', () => {
+  const storePool = () =>
+    stickyBackendPoolSchema.parse({
+      apiVersion: 'tether.dev/v1alpha1',
+      kind: 'StickyBackendPool',
+      metadata: { name: 'shop', namespace: 'web', uid: 'uid-1' },
+      spec: { backend: { service: { name: 'shop', port: 'http' } }, sessionStore: { enabled: true } },
+    });
+
+  it('the proxies get --session-store and the store Secret in session-store/ of their one projected volume', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: plain objects
+    const [d] = desiredObjects(storePool(), { proxyImage: 'img', valkeyImage: 'v' }) as any[];
+    const spec = d.spec.template.spec;
+    expect(spec.containers[0].args).toContain('--session-store=/etc/tether/session-store');
+    expect(spec.containers[0].volumeMounts).toEqual([
+      { name: 'tether', mountPath: '/etc/tether', readOnly: true },
+    ]);
+    const [pool, store] = spec.volumes[0].projected.sources;
+    expect(pool).toEqual({ secret: { name: 'shop-tether' } });
+    expect(store.secret.name).toBe('shop-session-store');
+    expect(store.secret.items.map((i: { path: string }) => i.path)).toEqual([
+      'session-store/sentinels',
+      'session-store/masterName',
+      'session-store/password',
+      'session-store/writeMode',
+      'session-store/waitReplicas',
+      'session-store/waitTimeoutMs',
+    ]);
+  });
+
+  it('store off: no flag, the plain Secret volume', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: plain objects
+    const [d] = desiredObjects(pool({}), { proxyImage: 'img', valkeyImage: 'v' }) as any[];
+    expect(d.spec.template.spec.containers[0].args.join(' ')).not.toContain('--session-store');
+    expect(d.spec.template.spec.volumes).toEqual([{ name: 'tether', secret: { secretName: 'shop-tether' } }]);
   });
 });

@@ -4,7 +4,9 @@
  * pool the Secret with the cookie keys and the admin token (created once,
  * never re-generated: see {@link secretFor}). Pure: no I/O, no clock.
  */
+import { SESSION_STORE_KEYS } from '../../../proxy/src/session-store/connection.ts';
 import { API_VERSION, POOL_KIND, POOL_LABEL, type StickyBackendPool } from '../api/index.ts';
+import { STORE_SECRET_MOUNT, storeNames } from './session-store-objects.ts';
 
 /** Port name of the proxy's admin API in any container; push.ts looks for it (default 9901 when absent). */
 export const ADMIN_PORT_NAME = 'tether-admin';
@@ -19,6 +21,8 @@ export const COOKIE_KEYS_KEY = 'cookie-keys';
 export interface DesiredSettings {
   /** Image of the managed proxy container, e.g. `ghcr.io/tether-dev/tether:0.1.0` (entry point `tether-proxy`). */
   proxyImage: string;
+  /** Image of the session store's servers and Sentinels (`valkey-server`, `valkey-sentinel`), e.g. `docker.io/valkey/valkey:8.1`. */
+  valkeyImage: string;
 }
 
 /** Names of a pool's owned objects. */
@@ -66,6 +70,25 @@ export function desiredObjects(pool: StickyBackendPool, s: DesiredSettings): obj
   if (pool.spec.proxy.mode !== 'Managed') return [];
   const names = ownedNames(pool.metadata.name);
   const labels = proxyLabels(pool.metadata.name);
+  const store = pool.spec.sessionStore.enabled;
+  // With the store on, one projected volume holds both Secrets: the store's keys in its
+  // session-store/ directory (a volume mounted inside a read-only Secret volume cannot be).
+  const volume = store
+    ? {
+        name: 'tether',
+        projected: {
+          sources: [
+            { secret: { name: names.secret } },
+            {
+              secret: {
+                name: storeNames(pool.metadata.name).secret,
+                items: SESSION_STORE_KEYS.map((k) => ({ key: k, path: `session-store/${k}` })),
+              },
+            },
+          ],
+        },
+      }
+    : { name: 'tether', secret: { secretName: names.secret } };
   const deployment = {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -89,6 +112,7 @@ export function desiredObjects(pool: StickyBackendPool, s: DesiredSettings): obj
                 `--admin-listen=$(POD_IP):${DEFAULT_ADMIN_PORT}`,
                 `--admin-token-file=${SECRET_MOUNT}/${ADMIN_TOKEN_KEY}`,
                 `--cookie-keys-file=${SECRET_MOUNT}/${COOKIE_KEYS_KEY}`,
+                ...(store ? [`--session-store=${STORE_SECRET_MOUNT}`] : []),
               ],
               env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
               ports: [
@@ -110,7 +134,7 @@ export function desiredObjects(pool: StickyBackendPool, s: DesiredSettings): obj
               },
             },
           ],
-          volumes: [{ name: 'tether', secret: { secretName: names.secret } }],
+          volumes: [volume],
         },
       },
     },

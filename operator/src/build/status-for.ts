@@ -3,7 +3,8 @@
  * `Progressing`, `Degraded` with reasons (kubebuilder's convention), counts,
  * the table's revision, and `observedGeneration`. Pure: the clock is an input.
  */
-import type { Condition, PoolStatus } from '../api/index.ts';
+import type { Condition, PoolStatus, SessionStoreStatus } from '../api/index.ts';
+import type { StorePlan } from './store-wiring.ts';
 
 /** What one reconcile saw and did. */
 export interface Observations {
@@ -21,6 +22,17 @@ export interface Observations {
   hash: string | undefined;
   /** Sidecar pools: no pods labelled for the pool is not an error of the operator's. */
   mode: 'Managed' | 'Sidecar';
+  /** The session store's plan and what failed carrying it out; absent when the store is off. */
+  store?: StoreObservation | undefined;
+}
+
+/** What a reconcile saw of the pool's session store. */
+export interface StoreObservation {
+  secretName: string;
+  masterName: string;
+  plan: StorePlan;
+  /** Actions that failed (first few). */
+  errors: string[];
 }
 
 type CondInput = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
@@ -58,10 +70,13 @@ export function conditionsFor(o: Observations): CondInput[] {
         `${inSync}/${desired} proxies hold revision ${o.revision}`,
       )
     : ok('Progressing', 'False', 'AsExpected', `all ${desired} proxies hold revision ${o.revision}`);
+  const store = o.store?.plan;
   const degraded =
     o.pushErrors.length > 0
       ? ok('Degraded', 'True', 'PushFailed', o.pushErrors.slice(0, 3).join('; '))
-      : ok('Degraded', 'False', 'AsExpected', 'no errors');
+      : store !== undefined && !store.ready
+        ? ok('Degraded', 'True', storeReasonForPool(store.reason), `session store: ${store.message}`)
+        : ok('Degraded', 'False', 'AsExpected', 'no errors');
   let ready: CondInput;
   if (o.endpoints.ready === 0) {
     ready = ok(
@@ -118,6 +133,53 @@ export function statusFor(o: Observations, previous: PoolStatus | undefined, now
     proxies: o.proxies,
     ...(revision === undefined ? {} : { routingTableRevision: revision }),
     ...(hash === undefined ? {} : { routingTableHash: hash }),
+    ...(o.store === undefined
+      ? {}
+      : { sessionStore: storeStatusFor(o.store, o.generation, previous?.sessionStore, now) }),
+  };
+}
+
+/** A store reason as the pool (conditions, Events) says it: `StoreNotReady` → `SessionStoreNotReady`. */
+export function storeReasonForPool(reason: string): string {
+  return `SessionStore${reason.replace(/^Store/, '')}`;
+}
+
+/**
+ * `status.sessionStore`: the Secret's name, the role map and `Ready` /
+ * `Degraded` (kubebuilder's pair: exactly one of them True). Transition
+ * times kept while a condition's status is unchanged.
+ */
+export function storeStatusFor(
+  s: StoreObservation,
+  generation: number,
+  previous: SessionStoreStatus | undefined,
+  now: string,
+): SessionStoreStatus {
+  const { plan } = s;
+  const message =
+    s.errors.length > 0 ? `${plan.message}; failed: ${s.errors.slice(0, 3).join('; ')}` : plan.message;
+  const before = new Map((previous?.conditions ?? []).map((c) => [c.type, c]));
+  const cond = (type: string, status: 'True' | 'False'): Condition => {
+    const prev = before.get(type);
+    return {
+      type,
+      status,
+      reason: plan.reason,
+      message,
+      observedGeneration: generation,
+      lastTransitionTime: prev !== undefined && prev.status === status ? prev.lastTransitionTime : now,
+    };
+  };
+  return {
+    secretName: s.secretName,
+    masterName: s.masterName,
+    ...(plan.primary === undefined ? {} : { primary: { pod: plan.primary.pod, ip: plan.primary.ip } }),
+    replicas: plan.roles.replicas,
+    sentinels: plan.roles.sentinels,
+    conditions: [
+      cond('Ready', plan.ready ? 'True' : 'False'),
+      cond('Degraded', plan.ready ? 'False' : 'True'),
+    ],
   };
 }
 

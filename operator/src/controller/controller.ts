@@ -8,6 +8,7 @@
  */
 import { POOL_LABEL } from '../api/index.ts';
 import { SERVICE_NAME_LABEL } from '../build/routing-table-for.ts';
+import { STORE_LABEL } from '../build/session-store-objects.ts';
 import type { Informer } from '../kube/informer.ts';
 import { type EndpointSlice, type KubeObject, keyOf, type Pod } from '../kube/types.ts';
 import type { OperatorMetrics } from '../metrics.ts';
@@ -96,6 +97,12 @@ export class Controller {
     if (pool !== undefined && obj.metadata.namespace) this.queue.add(`${obj.metadata.namespace}/${pool}`);
   };
 
+  /** A session store pod (label `tether.dev/session-store: <pool>`) changed: its pool rewires. */
+  onStorePod = (_type: string, obj: Pod): void => {
+    const pool = obj.metadata.labels?.[STORE_LABEL];
+    if (pool !== undefined && obj.metadata.namespace) this.queue.add(`${obj.metadata.namespace}/${pool}`);
+  };
+
   /** Starts the reconcile workers (call when leading). Every cached pool is queued. */
   startWorkers(): void {
     this.abort = new AbortController();
@@ -127,9 +134,15 @@ export class Controller {
         if (r.outcome === 'requeue') {
           // Proxies not in sync yet: back off per key (5 ms doubling), without counting an error.
           if (r.afterMs !== undefined) this.queue.addAfter(key, r.afterMs);
-          else this.queue.addAfter(key, Math.min(this.queue.limiter.when(key), MAX_SYNC_RETRY_MS));
+          else
+            this.queue.addAfter(
+              key,
+              Math.min(this.queue.limiter.when(key), MAX_SYNC_RETRY_MS, r.atMostMs ?? MAX_SYNC_RETRY_MS),
+            );
         } else {
           this.queue.forget(key);
+          // Done, but to be looked at again (a session store's roles change without an event).
+          if (r.outcome === 'done' && r.afterMs !== undefined) this.queue.addAfter(key, r.afterMs);
         }
       } catch (err) {
         if (signal.aborted) return;

@@ -85,6 +85,7 @@ describe('StickyBackendPool CRD', () => {
       'Proxies-In-Sync',
       'Ready',
       'Revision',
+      'Store',
       'Age',
     ]);
   });

@@ -169,6 +169,10 @@ export function buildPoolCrd(): SchemaNode {
   const conditions = (status.properties as Record<string, SchemaNode>).conditions as SchemaNode;
   conditions['x-kubernetes-list-type'] = 'map';
   conditions['x-kubernetes-list-map-keys'] = ['type'];
+  const store = (status.properties as Record<string, SchemaNode>).sessionStore as SchemaNode;
+  const storeConditions = (store.properties as Record<string, SchemaNode>).conditions as SchemaNode;
+  storeConditions['x-kubernetes-list-type'] = 'map';
+  storeConditions['x-kubernetes-list-map-keys'] = ['type'];
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
@@ -196,6 +200,12 @@ export function buildPoolCrd(): SchemaNode {
             { name: 'Proxies-In-Sync', type: 'integer', jsonPath: '.status.proxies.inSync' },
             { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
             { name: 'Revision', type: 'integer', jsonPath: '.status.routingTableRevision', priority: 1 },
+            {
+              name: 'Store',
+              type: 'string',
+              jsonPath: '.status.sessionStore.conditions[?(@.type=="Ready")].status',
+              priority: 1,
+            },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {
