@@ -14,12 +14,12 @@
  * an unusable first config, 1 for anything else.
  */
 import type { KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { z } from 'zod';
 import { createAdminServer } from './admin-server.ts';
-import { parseDuration } from './api/duration.ts';
+import { DURATION_PATTERN, parseDuration } from './api/duration.ts';
 import { durationSchema } from './api/pool-spec.ts';
 import { ephemeralKey, loadCookieKeys } from './cookie-keys.ts';
 import { watchFile } from './file-watch.ts';
@@ -101,6 +101,19 @@ const hostPort = z
   })
   .refine((a) => a.port <= 65535, 'port above 65535');
 
+/**
+ * A duration flag between `minMs` and `maxMs`. zod runs a refinement even
+ * after the format check failed, so the range is only judged on a value
+ * that parses (else `parseDuration` would throw out of `safeParse`).
+ */
+function durationBetween(minMs: number, maxMs: number, message: string) {
+  return durationSchema.refine((d) => {
+    if (!DURATION_PATTERN.test(d)) return true;
+    const ms = parseDuration(d);
+    return ms >= minMs && ms <= maxMs;
+  }, message);
+}
+
 /** The flags, validated: zod at the edge. */
 export const flagsSchema = z.object({
   config: z.string().min(1).optional(),
@@ -112,9 +125,7 @@ export const flagsSchema = z.object({
   'read-timeout': durationSchema.default('60s'),
   'shutdown-timeout': durationSchema.default('30s'),
   'tunnel-timeout': durationSchema.default('1h'),
-  'client-header-timeout': durationSchema
-    .refine((d) => parseDuration(d) >= 100, 'at least 100ms')
-    .default('60s'),
+  'client-header-timeout': durationBetween(100, Number.MAX_SAFE_INTEGER, 'at least 100ms').default('60s'),
   'shutdown-idle-grace': durationSchema.default('1s'),
   'connections-per-endpoint': z.coerce.number().int().min(1).max(10_000).default(128),
   'queue-size': z.coerce.number().int().min(0).max(1_000_000).default(1024),
@@ -124,9 +135,9 @@ export const flagsSchema = z.object({
   'send-timeout': durationSchema.default('60s'),
   'response-buffer-size': sizeSchema.prefault('256k'),
   'session-store': z.string().min(1).optional(),
-  'session-store-timeout': durationSchema
-    .refine((d) => parseDuration(d) >= 1 && parseDuration(d) <= 1_000, 'between 1ms and 1s')
-    .default(`${DEFAULT_STORE_TIMEOUT_MS}ms`),
+  'session-store-timeout': durationBetween(1, 1_000, 'between 1ms and 1s').default(
+    `${DEFAULT_STORE_TIMEOUT_MS}ms`,
+  ),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
 
@@ -227,6 +238,7 @@ export async function main(argv: string[]): Promise<void> {
   let storeConn: SessionStoreConnection | undefined;
   if (storeDir !== undefined) {
     try {
+      if (!statSync(storeDir).isDirectory()) throw new Error('not a directory');
       storeConn = readSessionStoreConnection(storeDir);
     } catch (err) {
       const e = err as Error;
