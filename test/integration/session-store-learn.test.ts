@@ -58,7 +58,16 @@ async function learnProxy(file: string, timeout = '30m'): Promise<ProxyProcess> 
     file,
     poolYaml(eps, { affinity: { type: 'Learn', learn: { cookieName: 'JSESSIONID', timeout } } }),
   );
-  const p = await startProxy(['--config', config, '--session-store', secretDir]);
+  // A generous store timeout: these tests are about the pins, and a loaded 2-core machine can
+  // delay a lookup past the 50 ms default (the fallback is session-store-down.test.ts's subject).
+  const p = await startProxy([
+    '--config',
+    config,
+    '--session-store',
+    secretDir,
+    '--session-store-timeout',
+    '1s',
+  ]);
   proxies.push(p);
   await waitFor(
     async () => (await metricValue(p, 'tether_proxy_session_store_up')) === 1,

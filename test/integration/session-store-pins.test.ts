@@ -71,7 +71,15 @@ async function statelessChoice(t: RoutingTable, key: string): Promise<string> {
 describe('persisted pins survive a scale-up', () => {
   let p: ProxyProcess;
   beforeAll(async () => {
-    p = await startProxy(['--admin-token-file', tokenFile, '--session-store', store.writeSecretDir()]);
+    // A generous store timeout, so a loaded machine cannot turn a lookup into a fallback here.
+    p = await startProxy([
+      '--admin-token-file',
+      tokenFile,
+      '--session-store',
+      store.writeSecretDir(),
+      '--session-store-timeout',
+      '1s',
+    ]);
     proxies.push(p);
   });
 
