@@ -126,6 +126,8 @@ interface Handshake {
   upgraded: boolean;
   /** The client left before the 101: not the endpoint's fault. */
   clientGone: boolean;
+  /** The response hook of a store-kept pin, given the 101's Set-Cookie. */
+  readonly afterUpgrade: ((setCookie: string[] | undefined) => void) | undefined;
 }
 
 /** The response a socket is busy with, as Node tracks it (`socket._httpMessage`, documented under `clientError`). */
@@ -417,30 +419,36 @@ export class ProxyServer {
   private start(ex: Exchange): void {
     if (ex.answered || ex.res.destroyed) return;
     const served = this.o.upstreams.current as ServedTable;
-    const lookup = this.lookupStoredPin(served.table, ex);
-    if (lookup === undefined) this.decideAndForward(served, ex);
-    else void lookup.then(() => this.decideAndForward(served, ex));
+    const pin = this.lookupStoredPin(served.table, ex.req);
+    if (!(pin instanceof Promise)) {
+      ex.pin = pin;
+      this.decideAndForward(served, ex);
+    } else
+      void pin.then((ctx) => {
+        ex.pin = ctx;
+        this.decideAndForward(served, ex);
+      });
   }
 
   /**
    * The async step before the decision, for pins the session store keeps
-   * (Learn; ClientIP/Header with `sessionStore.persistPins`): sets
-   * `ex.pin`, and looks its key up in the store (bounded by the store's
-   * timeout; never rejects).
+   * (Learn; ClientIP/Header with `sessionStore.persistPins`): the request's
+   * pin context, with what the store said of its key once looked up
+   * (bounded by the store's timeout; never rejects).
    *
-   * @returns undefined when there is nothing to look up (the decision follows at once).
+   * @returns the context at once when there is nothing to look up
+   *   (undefined: the table keeps no pins in the store), else a promise of it.
    */
-  private lookupStoredPin(table: CompiledTable, ex: Exchange): Promise<void> | undefined {
+  private lookupStoredPin(
+    table: CompiledTable,
+    req: IncomingMessage,
+  ): PinContext | undefined | Promise<PinContext> {
     const pins = this.o.pins;
     if (pins === undefined || (table.affinityType !== 'Learn' && table.pinTimeoutMs === 0)) return undefined;
-    const k = this.storedPinKeyOf(table, ex.req);
+    const k = this.storedPinKeyOf(table, req);
     const ctx = pinContextFor(table, 'key' in k ? k.key : undefined, 'problem' in k ? k.problem : undefined);
-    ex.pin = ctx;
-    if (ctx?.storeKey === undefined) return undefined;
-    const storeKey = ctx.storeKey;
-    return pins.lookup(table.pool, storeKey, ctx.ttlMs).then((answer) => {
-      ex.pin = { ...ctx, answer };
-    });
+    if (ctx?.storeKey === undefined) return ctx;
+    return pins.lookup(table.pool, ctx.storeKey, ctx.ttlMs).then((answer) => ({ ...ctx, answer }));
   }
 
   /** The affinity key a store-kept pin is filed under: Learn's cookie value, or the ClientIP/Header key. */
@@ -934,7 +942,31 @@ export class ProxyServer {
       refuse(bad ?? { status: 400, code: 'TETHER_BAD_UPGRADE' });
       return;
     }
-    const decision = this.decide(table, req, Date.now(), served);
+    const pin = this.lookupStoredPin(table, req);
+    if (!(pin instanceof Promise)) this.routeUpgrade(served, req, socket, head, pin);
+    else {
+      // Bytes a client sends before the 101 wait in the socket until the tunnel pipes them.
+      socket.pause();
+      void pin.then((ctx) => {
+        if (!socket.destroyed) this.routeUpgrade(served, req, socket, head, ctx);
+      });
+    }
+  }
+
+  /** A WebSocket handshake's decision and hand-over to http-proxy-3, after the store's pin lookup if any. */
+  private routeUpgrade(
+    served: ServedTable,
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    pin: PinContext | undefined,
+  ): void {
+    const table = served.table;
+    const refuse = (r: Refusal): void => {
+      if (socket.writable) socket.end(formatRefusal(r));
+      else socket.destroy();
+    };
+    const decision = this.decide(table, req, Date.now(), served, pin);
     this.o.metrics.countDecision(table.pool, decision.outcome, decision.reason);
     const ep = decision.endpoint;
     if (ep === undefined) {
@@ -947,6 +979,10 @@ export class ProxyServer {
       setCookie: this.setCookieHeader(table, decision, hop, req),
       upgraded: false,
       clientGone: false,
+      afterUpgrade:
+        pin === undefined || this.o.pins === undefined
+          ? undefined
+          : (setCookie) => this.o.pins?.write(table.pool, planStoreWrites(pin, ep.id, setCookie, Date.now())),
     };
     this.handshakes.set(req, hs);
     const rt: EndpointRuntime = served.at(ep.index);
@@ -1033,6 +1069,7 @@ export class ProxyServer {
       stop();
       hs.upgraded = true;
       stripResponseHopHeaders(proxyRes.headers, true);
+      hs.afterUpgrade?.(proxyRes.headers['set-cookie']);
       if (hs.setCookie !== undefined) {
         const prior = proxyRes.headers['set-cookie'];
         proxyRes.headers['set-cookie'] = prior === undefined ? [hs.setCookie] : [...prior, hs.setCookie];

@@ -19,6 +19,7 @@ import {
   startProxy,
   waitFor,
 } from '../helpers/proxy-process.ts';
+import { rawExchange, upgradeRequest } from '../helpers/raw-client.ts';
 import {
   hashChoice,
   loginOffHash,
@@ -118,6 +119,14 @@ describe('Learn affinity with the session store', () => {
     expect(await metricValue(a, 'tether_proxy_session_store_writes_total', { result: 'ok' })).toBeGreaterThan(
       0,
     );
+  });
+
+  it('a WebSocket handshake carrying the learned cookie reaches the learned endpoint', async () => {
+    const { sid, endpoint } = await loginOffHash(a, eps);
+    const r = await rawExchange(b.port, upgradeRequest('/ws', [`Cookie: JSESSIONID=${sid}`]), 1_000);
+    expect(r.text).toMatch(/^HTTP\/1\.1 101 /);
+    // The backend's one frame names it.
+    for (const e of eps) expect(r.text.includes(e.name), e.name).toBe(e.name === endpoint);
   });
 
   it('an unknown cookie is pinned by its consistent hash and learned; a logout removes the pin', async () => {
