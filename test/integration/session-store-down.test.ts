@@ -21,12 +21,19 @@ import {
 import { hashChoice, loginOffHash, metricValue, withSession } from './session-store-helpers.ts';
 
 /**
- * What a store in trouble may add to one request, ms: the 50 ms store
- * timeout plus generous slack for a shared 2-core machine. A client
- * waiting for a store's connect timeout (ioredis: 10 s by default) or a
- * TCP retransmission (1 s and up) would break it many times over.
+ * The store timeout of these proxies, ms. Above the 50 ms default: on a
+ * shared 2-core machine under load a healthy loopback store has been seen
+ * to take longer than 50 ms now and then, and the baseline must not fall
+ * back. The bound is what is tested, not its value.
  */
-const MAX_ADDED_MS = 500;
+const STORE_TIMEOUT_MS = 200;
+/**
+ * What a store in trouble may add to one request, ms: the store timeout
+ * plus generous slack for a loaded machine. A client waiting for a
+ * store's connect timeout (ioredis: 10 s by default) or a TCP SYN
+ * retransmission (1 s, then 3 s) would break it.
+ */
+const MAX_ADDED_MS = 750;
 const FALLBACK_LOG = 'session store unavailable: pins decided by consistent hashing';
 
 const children = new ChildProcesses();
@@ -50,8 +57,22 @@ beforeAll(async () => {
   );
   const dir = store.writeSecretDir();
   [a, b] = await Promise.all([
-    startProxy(['--config', config, '--session-store', dir, '--session-store-timeout', '50ms']),
-    startProxy(['--config', config, '--session-store', dir, '--session-store-timeout', '50ms']),
+    startProxy([
+      '--config',
+      config,
+      '--session-store',
+      dir,
+      '--session-store-timeout',
+      `${STORE_TIMEOUT_MS}ms`,
+    ]),
+    startProxy([
+      '--config',
+      config,
+      '--session-store',
+      dir,
+      '--session-store-timeout',
+      `${STORE_TIMEOUT_MS}ms`,
+    ]),
   ]);
   for (const p of [a, b])
     await waitFor(

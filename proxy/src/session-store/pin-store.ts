@@ -74,7 +74,13 @@ export class PinStore {
   private connect(conn: SessionStoreConnection): Redis {
     const client = createSessionStoreClient(
       conn,
-      { connectTimeoutMs: this.o.connectTimeoutMs ?? 1_000, commandTimeoutMs: this.o.timeoutMs },
+      // The request path's bound is the race in `call`; ioredis's own command timeout only
+      // has to end what that race gave up on, and must not fail the connection's ready check
+      // (an INFO) on a loaded machine.
+      {
+        connectTimeoutMs: this.o.connectTimeoutMs ?? 1_000,
+        commandTimeoutMs: Math.max(1_000, this.o.timeoutMs),
+      },
       {
         // Fail at once while no primary is known, rather than queue behind a reconnect.
         enableOfflineQueue: false,
