@@ -18,6 +18,7 @@ import {
   scratch,
   servedRevision,
   startProxy,
+  waitFor,
 } from '../helpers/proxy-process.ts';
 import { metricValue } from './session-store-helpers.ts';
 
@@ -135,6 +136,32 @@ describe('persisted pins survive a scale-up', () => {
     // About half of the newcomers (2 of 4 endpoints are new); 4 is far below that.
     expect(onNew).toBeGreaterThanOrEqual(4);
     expect(await metricValue(p, 'tether_proxy_session_store_fallbacks_total')).toBe(0);
+  });
+});
+
+describe('the mounted Secret changes', () => {
+  it('the proxy re-reads it and connects to the Sentinels it names now', async () => {
+    const { mkdirSync, writeFileSync, renameSync } = await import('node:fs');
+    const { freePort } = await import('../../tools/free-port.ts');
+    const dir = `${s.dir}/secret-reload`;
+    mkdirSync(dir);
+    const values = store.secretValues();
+    for (const [k, v] of Object.entries(values)) writeFileSync(`${dir}/${k}`, v);
+    // First a Sentinel address where nothing listens (a replaced pod's old IP).
+    writeFileSync(`${dir}/sentinels`, `127.0.0.1:${await freePort()}`);
+    const p = await startProxy(['--session-store', dir]);
+    proxies.push(p);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await metricValue(p, 'tether_proxy_session_store_up')).toBe(0);
+    // As kubelet does: a new file renamed over the old one.
+    writeFileSync(`${dir}/.sentinels.new`, values.sentinels as string);
+    renameSync(`${dir}/.sentinels.new`, `${dir}/sentinels`);
+    await waitFor(
+      async () => (await metricValue(p, 'tether_proxy_session_store_up')) === 1,
+      10_000,
+      'connected through the new Sentinels',
+    );
+    expect(p.logs.some((l) => l.includes('session store connection reloaded'))).toBe(true);
   });
 });
 

@@ -52,6 +52,7 @@ export class PinStore {
   private readonly fallbackLog: RateLimitedLog;
   private readonly writeLog: RateLimitedLog;
   private readonly errorLog: RateLimitedLog;
+  private readonly breakerLog: RateLimitedLog;
   private pendingWrites = 0;
   private closed = false;
 
@@ -61,6 +62,7 @@ export class PinStore {
     this.fallbackLog = new RateLimitedLog(interval);
     this.writeLog = new RateLimitedLog(interval);
     this.errorLog = new RateLimitedLog(interval);
+    this.breakerLog = new RateLimitedLog(interval);
     o.metrics.enableSessionStore();
     this.client = this.connect(o.connection);
     this.refreshUp();
@@ -198,10 +200,14 @@ export class PinStore {
     this.o.metrics.storeDuration.observe({ operation }, (performance.now() - started) / 1000);
     if (r.ok) this.breaker.succeed();
     // A closed connection is the reconnect's business, not a sign of a slow store.
-    else if (r.reason !== 'not_connected' && this.breaker.fail(Date.now()))
-      this.o.log('warn', 'session store circuit breaker open: skipping the store for a while', {
-        error: r.error,
-      });
+    else if (r.reason !== 'not_connected' && this.breaker.fail(Date.now())) {
+      const t = this.breakerLog.take(Date.now());
+      if (t !== undefined)
+        this.o.log('warn', 'session store circuit breaker open: skipping the store for a while', {
+          error: r.error,
+          suppressed: t.suppressed,
+        });
+    }
     this.refreshUp();
     return r;
   }
