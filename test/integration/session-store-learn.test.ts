@@ -78,6 +78,15 @@ async function learnProxy(file: string, timeout = '30m'): Promise<ProxyProcess> 
   return p;
 }
 
+/** Waits until the store holds `sid` → `endpoint`: writes are fire-and-forget, after the response. */
+async function waitStored(sid: string, endpoint: string | null): Promise<void> {
+  await waitFor(
+    async () => (await storedEndpoint(sid)) === endpoint,
+    3_000,
+    `${sid} → ${endpoint} in the store`,
+  );
+}
+
 async function storedEndpoint(sid: string): Promise<string | null> {
   const c = store.clientOf(await store.primaryPort());
   try {
@@ -97,7 +106,7 @@ describe('Learn affinity with the session store', () => {
 
   it('a pin learned through proxy A is honoured by proxy B; the proxy never sets a cookie of its own', async () => {
     const { sid, endpoint } = await loginOffHash(a, eps);
-    expect(await storedEndpoint(sid)).toBe(endpoint);
+    await waitStored(sid, endpoint);
     for (let i = 0; i < 5; i++) {
       expect(await withSession(b, sid)).toBe(endpoint);
       expect(await withSession(a, sid)).toBe(endpoint);
@@ -133,10 +142,10 @@ describe('Learn affinity with the session store', () => {
     const sid = newSid();
     const want = hashChoice(eps, sid);
     expect(await withSession(a, sid)).toBe(want);
-    await waitFor(async () => (await storedEndpoint(sid)) === want, 2_000, 'the pin stored');
+    await waitStored(sid, want);
     expect(await withSession(b, sid)).toBe(want);
     await withSession(b, sid, '/logout');
-    await waitFor(async () => (await storedEndpoint(sid)) === null, 2_000, 'the pin removed');
+    await waitStored(sid, null);
   });
 
   it('the endpoint a client is pinned to dies: the client moves, and sticks to the new one on both proxies', async () => {
@@ -147,7 +156,7 @@ describe('Learn affinity with the session store', () => {
       const moved = await withSession(a, sid);
       expect(moved).toBeDefined();
       expect(moved).not.toBe(endpoint);
-      await waitFor(async () => (await storedEndpoint(sid)) === moved, 2_000, 'the moved pin stored');
+      await waitStored(sid, moved as string);
       for (let i = 0; i < 5; i++) {
         expect(await withSession(b, sid)).toBe(moved);
         expect(await withSession(a, sid)).toBe(moved);
@@ -179,8 +188,16 @@ describe('the store primary is killed', () => {
   it('Sentinel promotes a replica and learning resumes; pins learned before survive', async () => {
     const p = await learnProxy('failover.yaml');
     const before = await loginOffHash(p, eps);
+    await waitStored(before.sid, before.endpoint);
     await store.waitForReplicas(2);
     const old = await store.primary();
+    // Both replicas have the pin before the primary dies (replication is asynchronous).
+    const c = store.clientOf(old.port);
+    try {
+      expect(await c.call('WAIT', 2, 2_000)).toBe(2);
+    } finally {
+      c.disconnect();
+    }
     await store.killServer(old);
     await store.waitForFailover(old.port);
     await waitFor(
@@ -189,7 +206,7 @@ describe('the store primary is killed', () => {
       'the proxy reconnected to the new primary',
     );
     const after = await loginOffHash(p, eps);
-    expect(await storedEndpoint(after.sid)).toBe(after.endpoint);
+    await waitStored(after.sid, after.endpoint);
     expect(await withSession(p, after.sid)).toBe(after.endpoint);
     expect(await withSession(p, before.sid)).toBe(before.endpoint);
     await store.restartServer(old);

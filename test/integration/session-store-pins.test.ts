@@ -108,12 +108,20 @@ describe('persisted pins survive a scale-up', () => {
     const small = table(t.revision, 2, spec);
     const big = table(t.revision + 1, 4, spec);
     expect((await put(p, small)).status).toBe(200);
+    const writes = () => metricValue(p, 'tether_proxy_session_store_writes_total', { result: 'ok' });
+    const writesBefore = await writes();
     const pinned = new Map<string, string>();
     for (const c of t.clients) {
       const r = await t.send(`${p.url}/`, c);
       expect(r.status).toBe(200);
       pinned.set(c, r.endpoint as string);
     }
+    // Pins are written after each response, fire-and-forget: all of them are in before the scale-up.
+    await waitFor(
+      async () => (await writes()) - writesBefore >= t.clients.length,
+      5_000,
+      'every pin written',
+    );
     // Without the store some of these clients would move: the stateless hash over 4 endpoints differs.
     let wouldMove = 0;
     for (const [c, ep] of pinned) if ((await statelessChoice(big, t.keyOf(c))) !== ep) wouldMove++;
