@@ -125,7 +125,7 @@ export class ProxyMetrics {
   });
   readonly storeDuration = new Histogram({
     name: 'tether_proxy_session_store_duration_seconds',
-    help: 'Session-store calls, from send to answer or timeout, s, by operation (lookup, write, delete).',
+    help: 'Session-store calls, from send to answer or timeout, s, by operation (lookup, write, delete, probe).',
     labelNames: ['operation'] as const,
     buckets: STORE_LATENCY_BUCKETS_S,
     registers: [],

@@ -21,6 +21,7 @@ describe('CircuitBreaker', () => {
     b.fail(0);
     expect(b.fail(100)).toBe(true);
     expect(b.state).toBe('open');
+    expect(b.probeAtMs).toBe(600);
     expect(b.allow(599)).toBe(false);
     expect(b.allow(600)).toBe(true);
     expect(b.state).toBe('half-open');

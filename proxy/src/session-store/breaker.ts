@@ -40,6 +40,11 @@ export class CircuitBreaker {
     return this.s;
   }
 
+  /** When an open breaker lets its probe through, Unix ms (the caller's clock); 0 unless open. */
+  get probeAtMs(): number {
+    return this.s === 'open' ? this.openUntil : 0;
+  }
+
   /**
    * Whether a call may go to the store now. Once the open period is over,
    * exactly one caller gets true (the probe) until it reports back.

@@ -54,6 +54,7 @@ export class PinStore {
   private readonly errorLog: RateLimitedLog;
   private readonly breakerLog: RateLimitedLog;
   private pendingWrites = 0;
+  private probeTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(o: PinStoreOptions) {
@@ -107,7 +108,11 @@ export class PinStore {
     });
     for (const ev of ['ready', 'close', 'end', 'reconnecting'])
       client.on(ev, () => {
-        if (ev === 'ready' && client === this.client) this.o.log('info', 'session store connected');
+        if (ev === 'ready' && client === this.client) {
+          // A new connection (a reconnect, a failover) is a fresh start: what made the breaker open was the old one.
+          this.breaker.succeed();
+          this.o.log('info', 'session store connected');
+        }
         this.refreshUp();
       });
     return client;
@@ -185,7 +190,7 @@ export class PinStore {
 
   /** One store call, bounded in time, through the breaker; never rejects. */
   private async call<T>(
-    operation: 'lookup' | 'write' | 'delete',
+    operation: 'lookup' | 'write' | 'delete' | 'probe',
     fn: (c: Redis) => Promise<T>,
   ): Promise<Bounded<T>> {
     if (this.closed || this.client.status !== 'ready')
@@ -201,6 +206,7 @@ export class PinStore {
     if (r.ok) this.breaker.succeed();
     // A closed connection is the reconnect's business, not a sign of a slow store.
     else if (r.reason !== 'not_connected' && this.breaker.fail(Date.now())) {
+      this.scheduleProbe();
       const t = this.breakerLog.take(Date.now());
       if (t !== undefined)
         this.o.log('warn', 'session store circuit breaker open: skipping the store for a while', {
@@ -212,9 +218,25 @@ export class PinStore {
     return r;
   }
 
+  /**
+   * Probes the store with a PING when the open breaker allows it, so the
+   * breaker (and the `up` gauge) recovers without waiting for a request:
+   * a quiet proxy must not report a store down long after it came back.
+   */
+  private scheduleProbe(): void {
+    clearTimeout(this.probeTimer);
+    const wait = Math.max(0, this.breaker.probeAtMs - Date.now());
+    this.probeTimer = setTimeout(() => {
+      if (this.closed || this.breaker.state === 'closed') return;
+      void this.call('probe', (c) => c.ping());
+    }, wait);
+    this.probeTimer.unref();
+  }
+
   /** Closes the connection; later calls fall back at once. */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.probeTimer);
     this.client.disconnect();
     this.o.metrics.storeUp.set(0);
   }
