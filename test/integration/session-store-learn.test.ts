@@ -205,7 +205,10 @@ describe('the store primary is killed', () => {
       async () => (await metricValue(p, 'tether_proxy_session_store_up')) === 1,
       15_000,
       'the proxy reconnected to the new primary',
-    );
+    ).catch((err: Error) => {
+      // Say what the proxy saw, should this ever time out.
+      throw new Error(`${err.message}; the proxy's last log lines:\n${p.logs.slice(-15).join('\n')}`);
+    });
     const after = await loginOffHash(p, eps);
     await waitStored(after.sid, after.endpoint);
     expect(await withSession(p, after.sid)).toBe(after.endpoint);
