@@ -7,18 +7,19 @@
  *                  [--cookie-keys-file F] [--connect-timeout 5s]
  *                  [--read-timeout 60s] [--shutdown-timeout 30s]
  *                  [--tunnel-timeout 1h] [--client-header-timeout 60s]
- *                  [--shutdown-idle-grace 1s]
+ *                  [--shutdown-idle-grace 1s] [--session-store DIR]
+ *                  [--session-store-timeout 50ms]
  *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for bad flags or
  * an unusable first config, 1 for anything else.
  */
 import type { KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { z } from 'zod';
 import { createAdminServer } from './admin-server.ts';
-import { parseDuration } from './api/duration.ts';
+import { DURATION_PATTERN, parseDuration } from './api/duration.ts';
 import { durationSchema } from './api/pool-spec.ts';
 import { ephemeralKey, loadCookieKeys } from './cookie-keys.ts';
 import { watchFile } from './file-watch.ts';
@@ -26,6 +27,9 @@ import { makeLogger } from './json-log.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { PoolFileSource } from './pool-file.ts';
 import { ProxyServer } from './proxy-server.ts';
+import { readSessionStoreConnection, type SessionStoreConnection } from './session-store/connection.ts';
+import { DEFAULT_STORE_TIMEOUT_MS, PinStore } from './session-store/pin-store.ts';
+import { sessionStoreProblems } from './support.ts';
 import { TableStore } from './table-store.ts';
 import { Upstreams } from './upstreams.ts';
 
@@ -37,6 +41,7 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                     [--connections-per-endpoint N] [--queue-size N] [--queue-timeout DURATION]
                     [--client-body-timeout DURATION] [--request-buffer-size SIZE]
                     [--send-timeout DURATION] [--response-buffer-size SIZE]
+                    [--session-store DIR] [--session-store-timeout DURATION]
                     [--log-level debug|info|warn|error]
 
   --config F                 StickyBackendPool YAML with spec.backend.endpoints; reloaded when it
@@ -69,6 +74,11 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                              send_timeout)
   --response-buffer-size     response bytes kept in memory for a slow reader before the endpoint is
                              paused (default 256k; nginx proxy_buffers)
+  --session-store DIR        the pool's session store: a directory with the operator's Secret
+                             (sentinels, masterName, password, ...: one file per key). Needed for
+                             affinity.type Learn and sessionStore.persistPins; reloaded when it changes.
+  --session-store-timeout    longest wait for the session store on the request path, per call; then
+                             the request is pinned by consistent hashing (default 50ms; 1ms..1s)
 `;
 
 /** A size in bytes, nginx style: `512`, `64k`, `1m` (powers of 1024). */
@@ -91,6 +101,19 @@ const hostPort = z
   })
   .refine((a) => a.port <= 65535, 'port above 65535');
 
+/**
+ * A duration flag between `minMs` and `maxMs`. zod runs a refinement even
+ * after the format check failed, so the range is only judged on a value
+ * that parses (else `parseDuration` would throw out of `safeParse`).
+ */
+function durationBetween(minMs: number, maxMs: number, message: string) {
+  return durationSchema.refine((d) => {
+    if (!DURATION_PATTERN.test(d)) return true;
+    const ms = parseDuration(d);
+    return ms >= minMs && ms <= maxMs;
+  }, message);
+}
+
 /** The flags, validated: zod at the edge. */
 export const flagsSchema = z.object({
   config: z.string().min(1).optional(),
@@ -102,9 +125,7 @@ export const flagsSchema = z.object({
   'read-timeout': durationSchema.default('60s'),
   'shutdown-timeout': durationSchema.default('30s'),
   'tunnel-timeout': durationSchema.default('1h'),
-  'client-header-timeout': durationSchema
-    .refine((d) => parseDuration(d) >= 100, 'at least 100ms')
-    .default('60s'),
+  'client-header-timeout': durationBetween(100, Number.MAX_SAFE_INTEGER, 'at least 100ms').default('60s'),
   'shutdown-idle-grace': durationSchema.default('1s'),
   'connections-per-endpoint': z.coerce.number().int().min(1).max(10_000).default(128),
   'queue-size': z.coerce.number().int().min(0).max(1_000_000).default(1024),
@@ -113,6 +134,10 @@ export const flagsSchema = z.object({
   'request-buffer-size': sizeSchema.prefault('64k'),
   'send-timeout': durationSchema.default('60s'),
   'response-buffer-size': sizeSchema.prefault('256k'),
+  'session-store': z.string().min(1).optional(),
+  'session-store-timeout': durationBetween(1, 1_000, 'between 1ms and 1s').default(
+    `${DEFAULT_STORE_TIMEOUT_MS}ms`,
+  ),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
 
@@ -148,6 +173,8 @@ export async function main(argv: string[]): Promise<void> {
         'request-buffer-size': { type: 'string' },
         'send-timeout': { type: 'string' },
         'response-buffer-size': { type: 'string' },
+        'session-store': { type: 'string' },
+        'session-store-timeout': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -206,6 +233,43 @@ export async function main(argv: string[]): Promise<void> {
     },
     metrics,
   );
+  // The session store: connected before the first table, which may need it.
+  const storeDir = flags['session-store'];
+  let storeConn: SessionStoreConnection | undefined;
+  if (storeDir !== undefined) {
+    try {
+      if (!statSync(storeDir).isDirectory()) throw new Error('not a directory');
+      storeConn = readSessionStoreConnection(storeDir);
+    } catch (err) {
+      const e = err as Error;
+      die(`--session-store ${storeDir}: ${e instanceof z.ZodError ? z.prettifyError(e) : e.message}`);
+    }
+  }
+  const pins =
+    storeConn === undefined
+      ? undefined
+      : new PinStore({
+          connection: storeConn,
+          timeoutMs: parseDuration(flags['session-store-timeout']),
+          metrics,
+          log,
+        });
+  const reloadStore = (): void => {
+    if (storeDir === undefined || pins === undefined) return;
+    try {
+      const next = readSessionStoreConnection(storeDir);
+      if (isDeepStrictEqual(next, storeConn)) return;
+      storeConn = next;
+      pins.reconnect(next);
+      log('info', 'session store connection reloaded', { sentinels: next.sentinels.length });
+    } catch (err) {
+      log('error', 'session store Secret rejected; keeping the previous connection', {
+        error: (err as Error).message,
+      });
+    }
+  };
+  if (storeDir !== undefined) watchFile(join(storeDir, 'sentinels'), reloadStore);
+
   const store = new TableStore(
     (table, source) => {
       metrics.tableRevision.set({ pool: table.pool }, table.revision);
@@ -218,6 +282,8 @@ export async function main(argv: string[]): Promise<void> {
       });
     },
     (table) => {
+      const missing = sessionStoreProblems(table.source, pins !== undefined);
+      if (missing.length > 0) throw new Error(missing.join('; '));
       const prepared = upstreams.prepare(table);
       return () => upstreams.commit(prepared);
     },
@@ -229,6 +295,7 @@ export async function main(argv: string[]): Promise<void> {
     metrics,
     cookieKeys: () => cookieKeys,
     log,
+    pins,
     limits: {
       connectTimeoutMs: parseDuration(flags['connect-timeout']),
       handshakeTimeoutMs: parseDuration(flags['read-timeout']),
@@ -282,6 +349,7 @@ export async function main(argv: string[]): Promise<void> {
     poolFile?.forget();
     void reloadConfig();
     void reloadKeys();
+    reloadStore();
   });
 
   let port: number;
@@ -313,6 +381,7 @@ export async function main(argv: string[]): Promise<void> {
     log('info', 'shutting down: finishing requests in flight', { signal, timeoutMs });
     await proxy.shutdown(timeoutMs);
     await upstreams.close();
+    await pins?.close();
     admin.closeAllConnections();
     admin.close();
     log('info', 'stopped');

@@ -5,12 +5,22 @@
  * an endpoint's series are removed when it leaves the routing table.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { FALLBACK_REASONS } from './routing/learn.ts';
 import {
   AFFINITY_OUTCOMES,
   type AffinityOutcome,
   PIN_REASONS,
   type PinReason,
 } from './routing/pick-endpoint.ts';
+
+/** Results of a session-store write: done, or why not (a fallback reason, or `overload`: too many writes in flight). */
+export const STORE_WRITE_RESULTS = ['ok', ...FALLBACK_REASONS, 'overload'] as const;
+export type StoreWriteResult = (typeof STORE_WRITE_RESULTS)[number];
+
+/** Session-store call buckets, s: a healthy store answers in well under a millisecond on the same node. */
+export const STORE_LATENCY_BUCKETS_S = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+];
 
 /** Status classes a request is counted under; `error` is a request the proxy answered itself. */
 export const CODE_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
@@ -102,8 +112,40 @@ export class ProxyMetrics {
     registers: [this.registry],
   });
 
+  readonly storeFallbacks = new Counter({
+    name: 'tether_proxy_session_store_fallbacks_total',
+    help: 'Requests whose store-kept pin (Learn, persisted ClientIP/Header) was decided by consistent hashing without the session store, by reason (timeout, error, not_connected, circuit_open).',
+    labelNames: ['pool', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly storeUp = new Gauge({
+    name: 'tether_proxy_session_store_up',
+    help: '1 while the session store is connected to a primary and its circuit breaker is closed; absent without --session-store.',
+    registers: [],
+  });
+  readonly storeDuration = new Histogram({
+    name: 'tether_proxy_session_store_duration_seconds',
+    help: 'Session-store calls, from send to answer or timeout, s, by operation (lookup, write, delete, probe).',
+    labelNames: ['operation'] as const,
+    buckets: STORE_LATENCY_BUCKETS_S,
+    registers: [],
+  });
+  readonly storeWrites = new Counter({
+    name: 'tether_proxy_session_store_writes_total',
+    help: 'Pins written to the session store after a response (fire-and-forget), by result (ok, timeout, error, not_connected, circuit_open, overload).',
+    labelNames: ['pool', 'result'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tether_proxy_' });
+  }
+
+  /** Registers the session store's gauge and histogram: only a proxy started with `--session-store` exports them. */
+  enableSessionStore(): void {
+    if (this.registry.getSingleMetric('tether_proxy_session_store_up') !== undefined) return;
+    this.registry.registerMetric(this.storeUp);
+    this.registry.registerMetric(this.storeDuration);
   }
 
   /** Counts one affinity decision. */
@@ -126,6 +168,8 @@ export class ProxyMetrics {
     this.openWebSockets.remove({ pool });
     this.redispatches.remove({ pool });
     this.retries.remove({ pool });
+    for (const reason of FALLBACK_REASONS) this.storeFallbacks.remove({ pool, reason });
+    for (const result of STORE_WRITE_RESULTS) this.storeWrites.remove({ pool, result });
     for (const outcome of AFFINITY_OUTCOMES) {
       for (const reason of PIN_REASONS) {
         this.affinity.remove({ pool, outcome, reason });

@@ -32,9 +32,14 @@ describe('parsePoolFile', () => {
       want: /needs the operator/,
     },
     {
-      desc: 'Learn affinity',
-      text: `${good}  affinity: { type: Learn }\n`,
-      want: /Learn needs the replicated session store/,
+      desc: 'a 0s learn timeout',
+      text: `${good}  affinity: { type: Learn, learn: { timeout: 0s } }\n`,
+      want: /affinity.learn.timeout must be ≥ 1s/,
+    },
+    {
+      desc: 'a 0s pin timeout',
+      text: `${good}  sessionStore: { persistPins: true, pinTimeout: 0s }\n`,
+      want: /sessionStore.pinTimeout must be ≥ 1s/,
     },
     {
       desc: 'a 0s absolute timeout',

@@ -30,6 +30,13 @@ import {
 } from './routing/forwarded-headers.ts';
 import { cidrContains, parseIp } from './routing/ip.ts';
 import {
+  decideByStoredPin,
+  findLearnedCookie,
+  type PinContext,
+  pinContextFor,
+  planStoreWrites,
+} from './routing/learn.ts';
+import {
   type Decision,
   decideByCookie,
   decideByKey,
@@ -38,6 +45,7 @@ import {
   redispatch,
 } from './routing/pick-endpoint.ts';
 import { formatSetCookie } from './routing/set-cookie.ts';
+import type { PinStore } from './session-store/pin-store.ts';
 import type { TableStore } from './table-store.ts';
 import type { EndpointRuntime, ServedTable, Upstreams } from './upstreams.ts';
 
@@ -53,6 +61,8 @@ export interface ProxyServerOptions {
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   /** Timeouts and limits of the listener, the forwarding path and the WebSocket path; each defaults to {@link DEFAULT_LIMITS}. */
   limits?: Partial<ProxyLimits>;
+  /** The session store's pins (`--session-store`): Learn affinity and persisted ClientIP/Header pins. */
+  pins?: PinStore | undefined;
 }
 
 /** Timeouts (ms) and limits (bytes, requests) of the listener, the forwarding path and the WebSocket path; cli.ts maps flags onto them. */
@@ -116,6 +126,8 @@ interface Handshake {
   upgraded: boolean;
   /** The client left before the 101: not the endpoint's fault. */
   clientGone: boolean;
+  /** The response hook of a store-kept pin, given the 101's Set-Cookie. */
+  readonly afterUpgrade: ((setCookie: string[] | undefined) => void) | undefined;
 }
 
 /** The response a socket is busy with, as Node tracks it (`socket._httpMessage`, documented under `clientError`). */
@@ -344,6 +356,7 @@ export class ProxyServer {
       answered: false,
       retried: false,
       redispatched: false,
+      pin: undefined,
     };
     // One listener for the whole exchange, retries included.
     res.once('close', () => {
@@ -402,13 +415,66 @@ export class ProxyServer {
     this.answer(ex, table, undefined, err);
   }
 
-  /** Decides on an endpoint once the request (and a buffered body) is in. */
+  /** Decides on an endpoint once the request (and a buffered body) is in, after the store's pin lookup if any. */
   private start(ex: Exchange): void {
     if (ex.answered || ex.res.destroyed) return;
     const served = this.o.upstreams.current as ServedTable;
+    const pin = this.lookupStoredPin(served.table, ex.req);
+    if (!(pin instanceof Promise)) {
+      ex.pin = pin;
+      this.decideAndForward(served, ex);
+    } else
+      void pin.then((ctx) => {
+        ex.pin = ctx;
+        this.decideAndForward(served, ex);
+      });
+  }
+
+  /**
+   * The async step before the decision, for pins the session store keeps
+   * (Learn; ClientIP/Header with `sessionStore.persistPins`): the request's
+   * pin context, with what the store said of its key once looked up
+   * (bounded by the store's timeout; never rejects).
+   *
+   * @returns the context at once when there is nothing to look up
+   *   (undefined: the table keeps no pins in the store), else a promise of it.
+   */
+  private lookupStoredPin(
+    table: CompiledTable,
+    req: IncomingMessage,
+  ): PinContext | undefined | Promise<PinContext> {
+    const pins = this.o.pins;
+    if (pins === undefined || (table.affinityType !== 'Learn' && table.pinTimeoutMs === 0)) return undefined;
+    const k = this.storedPinKeyOf(table, req);
+    const ctx = pinContextFor(table, 'key' in k ? k.key : undefined, 'problem' in k ? k.problem : undefined);
+    if (ctx?.storeKey === undefined) return ctx;
+    return pins.lookup(table.pool, ctx.storeKey, ctx.ttlMs).then((answer) => ({ ...ctx, answer }));
+  }
+
+  /** The affinity key a store-kept pin is filed under: Learn's cookie value, or the ClientIP/Header key. */
+  private storedPinKeyOf(
+    table: CompiledTable,
+    req: IncomingMessage,
+  ): { key: string } | { problem: 'missing' | 'invalid' } {
+    if (table.affinityType === 'Learn') {
+      const c = findLearnedCookie(header(req, 'cookie'), table.learn.cookieName);
+      return 'value' in c ? { key: c.value } : c;
+    }
+    if (table.affinityType === 'Header') return headerKey(req.headers[table.headerName]);
+    const addr = resolveClientAddress(
+      req.socket.remoteAddress,
+      header(req, 'x-forwarded-for'),
+      table.trustedProxies,
+    );
+    if (addr === undefined) return { problem: 'invalid' };
+    return { key: clientIpKey(addr, table.ipv4PrefixLength, table.ipv6PrefixLength) };
+  }
+
+  private decideAndForward(served: ServedTable, ex: Exchange): void {
+    if (ex.answered || ex.res.destroyed) return;
     const table = served.table;
     const nowMs = Date.now();
-    const decision = this.decide(table, ex.req, nowMs, served);
+    const decision = this.decide(table, ex.req, nowMs, served, ex.pin);
     this.o.metrics.countDecision(table.pool, decision.outcome, decision.reason);
     if (decision.endpoint === undefined) {
       this.answer(
@@ -422,9 +488,28 @@ export class ProxyServer {
     this.forward(served, ex, decision, served.at(decision.endpoint.index), false);
   }
 
-  /** The affinity decision for a request, by the table's affinity type. */
-  private decide(table: CompiledTable, req: IncomingMessage, nowMs: number, up: EndpointView): Decision {
+  /**
+   * The affinity decision for a request, by the table's affinity type.
+   *
+   * @param pin - what the session store said of the request's key ({@link lookupStoredPin}).
+   */
+  private decide(
+    table: CompiledTable,
+    req: IncomingMessage,
+    nowMs: number,
+    up: EndpointView,
+    pin?: PinContext,
+  ): Decision {
+    if (pin?.affinityKey !== undefined && pin.answer !== undefined)
+      return decideByStoredPin(table, pin.affinityKey, pin.answer, up, nowMs);
     switch (table.affinityType) {
+      case 'Learn': {
+        // No lookup (no cookie, or no store on this path): a new pin, or the stateless hash of the cookie.
+        const c = findLearnedCookie(header(req, 'cookie'), table.learn.cookieName);
+        return 'value' in c
+          ? decideByKey(table, c.value, undefined, up, nowMs, randomKey)
+          : decideByKey(table, undefined, c.problem, up, nowMs, randomKey);
+      }
       case 'ClientIP': {
         const addr = resolveClientAddress(
           req.socket.remoteAddress,
@@ -567,6 +652,9 @@ export class ProxyServer {
             prior === undefined ? setCookie : [...(Array.isArray(prior) ? prior : [prior]), setCookie];
         }
         if (this.closing) headers.connection = 'close';
+        // The response hook of store-kept pins: learn the app's cookie, store a new or moved pin (fire-and-forget).
+        if (ex.pin !== undefined && this.o.pins !== undefined)
+          this.o.pins.write(table.pool, planStoreWrites(ex.pin, ep.id, headers['set-cookie'], Date.now()));
         try {
           res.writeHead(statusCode, statusMessage ?? '', headers as Record<string, string | string[]>);
         } catch (err) {
@@ -854,7 +942,31 @@ export class ProxyServer {
       refuse(bad ?? { status: 400, code: 'TETHER_BAD_UPGRADE' });
       return;
     }
-    const decision = this.decide(table, req, Date.now(), served);
+    const pin = this.lookupStoredPin(table, req);
+    if (!(pin instanceof Promise)) this.routeUpgrade(served, req, socket, head, pin);
+    else {
+      // Bytes a client sends before the 101 wait in the socket until the tunnel pipes them.
+      socket.pause();
+      void pin.then((ctx) => {
+        if (!socket.destroyed) this.routeUpgrade(served, req, socket, head, ctx);
+      });
+    }
+  }
+
+  /** A WebSocket handshake's decision and hand-over to http-proxy-3, after the store's pin lookup if any. */
+  private routeUpgrade(
+    served: ServedTable,
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    pin: PinContext | undefined,
+  ): void {
+    const table = served.table;
+    const refuse = (r: Refusal): void => {
+      if (socket.writable) socket.end(formatRefusal(r));
+      else socket.destroy();
+    };
+    const decision = this.decide(table, req, Date.now(), served, pin);
     this.o.metrics.countDecision(table.pool, decision.outcome, decision.reason);
     const ep = decision.endpoint;
     if (ep === undefined) {
@@ -867,6 +979,10 @@ export class ProxyServer {
       setCookie: this.setCookieHeader(table, decision, hop, req),
       upgraded: false,
       clientGone: false,
+      afterUpgrade:
+        pin === undefined || this.o.pins === undefined
+          ? undefined
+          : (setCookie) => this.o.pins?.write(table.pool, planStoreWrites(pin, ep.id, setCookie, Date.now())),
     };
     this.handshakes.set(req, hs);
     const rt: EndpointRuntime = served.at(ep.index);
@@ -953,6 +1069,7 @@ export class ProxyServer {
       stop();
       hs.upgraded = true;
       stripResponseHopHeaders(proxyRes.headers, true);
+      hs.afterUpgrade?.(proxyRes.headers['set-cookie']);
       if (hs.setCookie !== undefined) {
         const prior = proxyRes.headers['set-cookie'];
         proxyRes.headers['set-cookie'] = prior === undefined ? [hs.setCookie] : [...prior, hs.setCookie];
@@ -990,6 +1107,8 @@ interface Exchange {
   retried: boolean;
   /** The one redispatch after a failed connect was used. */
   redispatched: boolean;
+  /** A pin the session store keeps (Learn, persisted pins): the key, and what the store said of it. */
+  pin: PinContext | undefined;
 }
 
 /** Limits on slow clients and busy endpoints; see the README's "Timeouts and limits". */

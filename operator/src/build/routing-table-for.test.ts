@@ -136,6 +136,26 @@ describe('routingTableFor', () => {
     expect(!isBackendProblem(t) && t.endpoints.map((e) => e.id)).toEqual(['a']);
   });
 
+  it('copies sessionStore.persistPins into the table only when on, so other tables keep their hash', () => {
+    const slices = [slice('s', [ep('a', '10.1.0.1')])];
+    const off = routingTableFor(pool({ sessionStore: { enabled: true } }), slices, service);
+    const on = routingTableFor(
+      pool({
+        affinity: { type: 'ClientIP' },
+        sessionStore: { enabled: true, persistPins: true, pinTimeout: '1h' },
+      }),
+      slices,
+      service,
+    );
+    if (isBackendProblem(off) || isBackendProblem(on)) throw new Error('problem');
+    expect(off).not.toHaveProperty('sessionStore');
+    expect(hashTableContent(off)).toBe(
+      hashTableContent(routingTableFor(pool(), slices, service) as typeof off),
+    );
+    expect(on.sessionStore).toEqual({ persistPins: true, pinTimeout: '1h' });
+    expect(withRevision(on, 1).sessionStore).toEqual({ persistPins: true, pinTimeout: '1h' });
+  });
+
   it('hashes equal content equally, other content otherwise', () => {
     const a = routingTableFor(pool(), [slice('s', [ep('a', '10.1.0.1')])], service);
     const b = routingTableFor(pool(), [slice('t', [ep('a', '10.1.0.1')])], service);

@@ -4,7 +4,7 @@
  * decides about endpoints is table-tested here.
  */
 import { createHash } from 'node:crypto';
-import { buildRoutingTable } from '../../../proxy/src/api/routing-table.ts';
+import { buildRoutingTable, sessionStoreOfTable } from '../../../proxy/src/api/routing-table.ts';
 import {
   ROUTING_TABLE_SCHEMA_VERSION,
   type RoutingTable,
@@ -130,6 +130,7 @@ export function routingTableFor(
     draining: spec.draining,
     healthCheck: spec.healthCheck,
     ...(spec.balanceFactor === undefined ? {} : { balanceFactor: spec.balanceFactor }),
+    ...sessionStoreOfTable(spec),
   };
 }
 

@@ -83,6 +83,18 @@ export const CEL_RULES: readonly CelRule[] = [
     message: 'sentinels must be odd, so a quorum is a strict majority',
     fieldPath: '.sentinels',
   },
+  {
+    path: ['sessionStore'],
+    rule: '!self.persistPins || self.enabled',
+    message: 'persistPins needs enabled: true (the pins live in the session store)',
+    fieldPath: '.persistPins',
+  },
+  {
+    path: ['sessionStore'],
+    rule: "duration(self.pinTimeout) >= duration('1s')",
+    message: 'pinTimeout must be at least 1s',
+    fieldPath: '.pinTimeout',
+  },
 ];
 
 /** `format`s Kubernetes understands; zod's own (e.g. `starts_with`) are dropped (the `pattern` stays). */

@@ -145,3 +145,25 @@ describe('buildRoutingTable', () => {
     expect(() => buildRoutingTable(p, 1)).toThrow(/needs the operator/);
   });
 });
+
+describe('sessionStore.persistPins', () => {
+  it('is off by default, with a 30m sliding pin timeout, and then leaves the routing table as it was', () => {
+    const p = stickyBackendPoolSchema.parse(base);
+    expect(p.spec.sessionStore).toMatchObject({ persistPins: false, pinTimeout: '30m' });
+    expect(buildRoutingTable(p, 1)).not.toHaveProperty('sessionStore');
+  });
+
+  it('is copied into the routing table when on', () => {
+    const p = stickyBackendPoolSchema.parse({
+      ...base,
+      spec: {
+        ...base.spec,
+        affinity: { type: 'ClientIP' },
+        sessionStore: { persistPins: true, pinTimeout: '2h' },
+      },
+    });
+    const t = buildRoutingTable(p, 1);
+    expect(t.sessionStore).toEqual({ persistPins: true, pinTimeout: '2h' });
+    expect(routingTableSchema.parse(t)).toEqual(t);
+  });
+});

@@ -162,6 +162,15 @@ export const sessionStoreSchema = z.object({
   replicas: z.number().int().min(0).max(10).default(2),
   sentinels: z.number().int().min(1).max(9).default(3),
   writeMode: z.enum(['Async', 'Sync']).default('Async'),
+  /**
+   * Keep ClientIP and Header pins in the store too (HAProxy `stick-table`
+   * + `stick on src` with peers), so adding endpoints moves no pinned client
+   * while new clients spread over all of them. Off: pins are the stateless
+   * consistent hash, and a scale-up moves about k/(n+k) of the clients.
+   */
+  persistPins: z.boolean().default(false),
+  /** How long a persisted pin lives without a request, sliding (refreshed on every use). */
+  pinTimeout: durationSchema.default('30m'),
 });
 
 /** `spec` of a StickyBackendPool, with every default applied by `parse`. */
@@ -214,6 +223,10 @@ export function checkSpecDurations(spec: PoolSpec): string[] {
   if (c.idleTimeout !== undefined && parseDuration(c.idleTimeout) < 1_000) {
     problems.push('affinity.cookie.idleTimeout must be ≥ 1s');
   }
+  if (parseDuration(spec.affinity.learn.timeout) < 1_000)
+    problems.push('affinity.learn.timeout must be ≥ 1s');
+  if (parseDuration(spec.sessionStore.pinTimeout) < 1_000)
+    problems.push('sessionStore.pinTimeout must be ≥ 1s');
   const a = spec.healthCheck.active;
   if (a && parseDuration(a.timeout) >= parseDuration(a.interval)) {
     problems.push('healthCheck.active.timeout must be shorter than interval');

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import {
   affinitySchema,
   drainingSchema,
+  durationSchema,
   endpointAddressSchema,
   healthCheckSchema,
   type PoolSpec,
@@ -46,6 +47,13 @@ export const routingTableSchema = z
     draining: drainingSchema,
     healthCheck: healthCheckSchema,
     balanceFactor: z.number().int().min(100).max(10_000).optional(),
+    /**
+     * Pins the proxy keeps in the session store beyond Learn's: present (from
+     * the spec's `sessionStore.persistPins: true`) when ClientIP and Header
+     * pins are persisted, with their sliding timeout. Absent: off, so tables
+     * of pools without it are what they were before the field existed.
+     */
+    sessionStore: z.object({ persistPins: z.boolean(), pinTimeout: durationSchema }).optional(),
   })
   .superRefine((t, ctx) => {
     const seen = new Set<string>();
@@ -97,5 +105,17 @@ export function buildRoutingTable(pool: StickyBackendPool, revision: number): Ro
     draining: spec.draining,
     healthCheck: spec.healthCheck,
     ...(spec.balanceFactor === undefined ? {} : { balanceFactor: spec.balanceFactor }),
+    ...sessionStoreOfTable(spec),
   });
+}
+
+/**
+ * The table's `sessionStore` field for a spec: present only when pins are
+ * persisted, so every other pool's table (and the operator's content hash
+ * of it, hence its revision) is unchanged by the field's existence.
+ */
+export function sessionStoreOfTable(spec: PoolSpec): Pick<RoutingTable, 'sessionStore'> {
+  return spec.sessionStore.persistPins
+    ? { sessionStore: { persistPins: true, pinTimeout: spec.sessionStore.pinTimeout } }
+    : {};
 }

@@ -61,6 +61,10 @@ export interface CompiledTable {
   readonly balanceFactor: number;
   readonly maxFails: number;
   readonly failTimeoutMs: number;
+  /** Learn affinity: the app's session cookie, and the sliding lifetime of a learned pin, ms. */
+  readonly learn: { readonly cookieName: string; readonly timeoutMs: number };
+  /** Sliding lifetime of persisted ClientIP/Header pins, ms; 0: not persisted (stateless hash). */
+  readonly pinTimeoutMs: number;
 }
 
 /**
@@ -111,6 +115,11 @@ export function compileTable(
     balanceFactor: table.balanceFactor ?? 0,
     maxFails: table.healthCheck.passive.maxFails,
     failTimeoutMs: parseDuration(table.healthCheck.passive.failTimeout),
+    learn: {
+      cookieName: table.affinity.learn.cookieName,
+      timeoutMs: parseDuration(table.affinity.learn.timeout),
+    },
+    pinTimeoutMs: table.sessionStore?.persistPins ? parseDuration(table.sessionStore.pinTimeout) : 0,
   };
 }
 

@@ -36,7 +36,8 @@ export type AffinityOutcome = (typeof AFFINITY_OUTCOMES)[number];
  * `expired`: past absolute or idle timeout; `unhealthy`: pinned endpoint
  * failing health checks; `draining`: pinned endpoint past its drain timeout
  * (or draining without keepSessions); `removed`: pinned endpoint no longer
- * in the table; `redispatch`: the connection to it just failed.
+ * in the table; `redispatch`: the connection to it just failed; `unknown`:
+ * the session store holds no pin for the key (never learned, or timed out).
  */
 export const PIN_REASONS = [
   'none',
@@ -47,6 +48,7 @@ export const PIN_REASONS = [
   'draining',
   'removed',
   'redispatch',
+  'unknown',
 ] as const;
 export type PinReason = (typeof PIN_REASONS)[number];
 
