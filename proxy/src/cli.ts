@@ -7,13 +7,15 @@
  *                  [--cookie-keys-file F] [--connect-timeout 5s]
  *                  [--read-timeout 60s] [--shutdown-timeout 30s]
  *                  [--tunnel-timeout 1h] [--client-header-timeout 60s]
- *                  [--shutdown-idle-grace 1s]
+ *                  [--shutdown-idle-grace 1s] [--workers N|auto]
  *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for bad flags or
  * an unusable first config, 1 for anything else.
  */
+import cluster from 'node:cluster';
 import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
@@ -22,12 +24,15 @@ import { parseDuration } from './api/duration.ts';
 import { durationSchema } from './api/pool-spec.ts';
 import { ephemeralKey, loadCookieKeys } from './cookie-keys.ts';
 import { watchFile } from './file-watch.ts';
-import { makeLogger } from './json-log.ts';
+import { type Logger, makeLogger } from './json-log.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { PoolFileSource } from './pool-file.ts';
 import { ProxyServer } from './proxy-server.ts';
-import { TableStore } from './table-store.ts';
+import type { CompiledTable } from './routing/compiled-table.ts';
+import { type TableSource, TableStore } from './table-store.ts';
 import { Upstreams } from './upstreams.ts';
+import { runPrimary } from './workers/primary.ts';
+import { runWorker } from './workers/worker.ts';
 
 const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--admin-listen HOST:PORT]
                     [--admin-token-file FILE] [--cookie-keys-file FILE]
@@ -37,6 +42,7 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                     [--connections-per-endpoint N] [--queue-size N] [--queue-timeout DURATION]
                     [--client-body-timeout DURATION] [--request-buffer-size SIZE]
                     [--send-timeout DURATION] [--response-buffer-size SIZE]
+                    [--workers N|auto] [--worker-sync-timeout DURATION]
                     [--log-level debug|info|warn|error]
 
   --config F                 StickyBackendPool YAML with spec.backend.endpoints; reloaded when it
@@ -69,6 +75,11 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                              send_timeout)
   --response-buffer-size     response bytes kept in memory for a slow reader before the endpoint is
                              paused (default 256k; nginx proxy_buffers)
+  --workers N|auto           worker processes sharing the listening port (default 1: one process;
+                             auto: one per core; nginx worker_processes). Each worker keeps its own
+                             passive health; tables, cookie keys and /metrics are shared
+  --worker-sync-timeout      with --workers: how long every worker has to take a table or boot,
+                             else the table is refused everywhere (default 10s)
 `;
 
 /** A size in bytes, nginx style: `512`, `64k`, `1m` (powers of 1024). */
@@ -90,6 +101,13 @@ const hostPort = z
     return { host: s.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(s.slice(at + 1)) };
   })
   .refine((a) => a.port <= 65535, 'port above 65535');
+
+/** `--workers`: a count, or `auto` for one per core the process may run on (nginx `worker_processes auto`). */
+const workersSchema = z
+  .string()
+  .regex(/^(auto|[0-9]{1,7})$/, 'a whole number of processes (1 or more), or auto (one per core)')
+  .transform((s) => (s === 'auto' ? availableParallelism() : Number(s)))
+  .refine((n) => n >= 1 && n <= 1024, 'between 1 and 1024 processes, or auto (one per core)');
 
 /** The flags, validated: zod at the edge. */
 export const flagsSchema = z.object({
@@ -114,7 +132,92 @@ export const flagsSchema = z.object({
   'send-timeout': durationSchema.default('60s'),
   'response-buffer-size': sizeSchema.prefault('256k'),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  workers: workersSchema.prefault('1'),
+  'worker-sync-timeout': durationSchema
+    .refine((d) => parseDuration(d) >= 100, 'at least 100ms')
+    .default('10s'),
 });
+
+/** The flags after validation. */
+export type Flags = z.infer<typeof flagsSchema>;
+
+/** One process's data plane: what serves requests, from metrics to the listener. */
+export interface DataPlane {
+  readonly metrics: ProxyMetrics;
+  readonly upstreams: Upstreams;
+  readonly store: TableStore;
+  readonly proxy: ProxyServer;
+}
+
+/**
+ * Builds the data plane of one process (the only one, or one of `--workers`).
+ *
+ * @param cookieKeys - the current keys, read per request; the first signs.
+ * @param onSwap - after each table swap, before the next request sees it.
+ */
+export function buildDataPlane(
+  flags: Flags,
+  log: Logger,
+  cookieKeys: () => readonly KeyObject[],
+  onSwap: (table: CompiledTable, source: TableSource, metrics: ProxyMetrics) => void,
+): DataPlane {
+  const metrics = new ProxyMetrics();
+  const upstreams = new Upstreams(
+    {
+      connectTimeoutMs: parseDuration(flags['connect-timeout']),
+      readTimeoutMs: parseDuration(flags['read-timeout']),
+      connectionsPerEndpoint: flags['connections-per-endpoint'],
+      keepAliveTimeoutMs: 4_000,
+    },
+    metrics,
+  );
+  const store = new TableStore(
+    (table, source) => onSwap(table, source, metrics),
+    (table) => {
+      const prepared = upstreams.prepare(table);
+      return {
+        commit: () => upstreams.commit(prepared),
+        // Pools made for new origins have no connection yet; dropping them frees them.
+        abort: () => {
+          for (const p of prepared.created.values()) p.destroy().catch(() => {});
+        },
+      };
+    },
+  );
+  const proxy = new ProxyServer({
+    store,
+    upstreams,
+    metrics,
+    cookieKeys,
+    log,
+    limits: {
+      connectTimeoutMs: parseDuration(flags['connect-timeout']),
+      handshakeTimeoutMs: parseDuration(flags['read-timeout']),
+      tunnelIdleTimeoutMs: parseDuration(flags['tunnel-timeout']),
+      clientHeaderTimeoutMs: parseDuration(flags['client-header-timeout']),
+      shutdownIdleGraceMs: parseDuration(flags['shutdown-idle-grace']),
+      queueSize: flags['queue-size'],
+      queueTimeoutMs: parseDuration(flags['queue-timeout']),
+      clientBodyTimeoutMs: parseDuration(flags['client-body-timeout']),
+      requestBufferBytes: flags['request-buffer-size'],
+      sendTimeoutMs: parseDuration(flags['send-timeout']),
+      responseBufferBytes: flags['response-buffer-size'],
+    },
+  });
+  return { metrics, upstreams, store, proxy };
+}
+
+/** Logs and counts a swap (one process, or the primary of `--workers`). */
+export function reportSwap(log: Logger, table: CompiledTable, source: TableSource, metrics: ProxyMetrics): void {
+  metrics.tableRevision.set({ pool: table.pool }, table.revision);
+  metrics.tableSwaps.inc({ source });
+  log('info', 'routing table swapped in', {
+    pool: table.pool,
+    revision: table.revision,
+    source,
+    endpoints: table.endpoints.length,
+  });
+}
 
 function die(message: string): never {
   process.stderr.write(`tether-proxy: ${message}\n`);
@@ -149,6 +252,8 @@ export async function main(argv: string[]): Promise<void> {
         'send-timeout': { type: 'string' },
         'response-buffer-size': { type: 'string' },
         'log-level': { type: 'string' },
+        workers: { type: 'string' },
+        'worker-sync-timeout': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -163,6 +268,8 @@ export async function main(argv: string[]): Promise<void> {
   if (!parsedFlags.success) die(`bad flags:\n${z.prettifyError(parsedFlags.error)}\n${USAGE}`);
   const flags = parsedFlags.data;
   const log = makeLogger(flags['log-level']);
+  // A worker of --workers runs this same command line (node:cluster forks it).
+  if (cluster.isWorker) return runWorker({ flags, log, build: buildDataPlane });
 
   let cookieKeys: KeyObject[];
   const keysFile = flags['cookie-keys-file'];
@@ -196,53 +303,25 @@ export async function main(argv: string[]): Promise<void> {
     log('warn', 'neither --config nor --admin-token-file: no routing table can ever arrive');
   }
 
-  const metrics = new ProxyMetrics();
-  const upstreams = new Upstreams(
-    {
-      connectTimeoutMs: parseDuration(flags['connect-timeout']),
-      readTimeoutMs: parseDuration(flags['read-timeout']),
-      connectionsPerEndpoint: flags['connections-per-endpoint'],
-      keepAliveTimeoutMs: 4_000,
-    },
-    metrics,
-  );
-  const store = new TableStore(
-    (table, source) => {
-      metrics.tableRevision.set({ pool: table.pool }, table.revision);
-      metrics.tableSwaps.inc({ source });
-      log('info', 'routing table swapped in', {
-        pool: table.pool,
-        revision: table.revision,
-        source,
-        endpoints: table.endpoints.length,
-      });
-    },
-    (table) => {
-      const prepared = upstreams.prepare(table);
-      return () => upstreams.commit(prepared);
-    },
+  if (flags.workers > 1) {
+    return runPrimary({
+      flags,
+      log,
+      cookieKeys,
+      loadKeys: keysFile === undefined ? undefined : () => loadCookieKeys(keysFile),
+      readToken,
+      die,
+      reportSwap: (table, source, metrics) => reportSwap(log, table, source, metrics),
+    });
+  }
+
+  const { metrics, upstreams, store, proxy } = buildDataPlane(
+    flags,
+    log,
+    () => cookieKeys,
+    (table, source, m) => reportSwap(log, table, source, m),
   );
   let shuttingDown = false;
-  const proxy = new ProxyServer({
-    store,
-    upstreams,
-    metrics,
-    cookieKeys: () => cookieKeys,
-    log,
-    limits: {
-      connectTimeoutMs: parseDuration(flags['connect-timeout']),
-      handshakeTimeoutMs: parseDuration(flags['read-timeout']),
-      tunnelIdleTimeoutMs: parseDuration(flags['tunnel-timeout']),
-      clientHeaderTimeoutMs: parseDuration(flags['client-header-timeout']),
-      shutdownIdleGraceMs: parseDuration(flags['shutdown-idle-grace']),
-      queueSize: flags['queue-size'],
-      queueTimeoutMs: parseDuration(flags['queue-timeout']),
-      clientBodyTimeoutMs: parseDuration(flags['client-body-timeout']),
-      requestBufferBytes: flags['request-buffer-size'],
-      sendTimeoutMs: parseDuration(flags['send-timeout']),
-      responseBufferBytes: flags['response-buffer-size'],
-    },
-  });
   const admin = createAdminServer({
     store,
     metrics,

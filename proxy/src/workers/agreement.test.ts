@@ -50,15 +50,15 @@ describe('decideAgreement', () => {
       desc: 'a worker re-forking, another not answering',
       committed: 7,
       reports: [
-        { slot: 0, state: 'starting', revision: undefined, answered: false },
-        { slot: 1, state: 'serving', revision: undefined, answered: false },
+        { slot: 0, state: 'starting' as const, revision: undefined, answered: false },
+        { slot: 1, state: 'serving' as const, revision: undefined, answered: false },
       ],
       want: { ready: false, reason: 'worker 0 is starting; worker 1 does not answer' },
     },
     {
       desc: 'a worker down',
       committed: 3,
-      reports: [serving(0, 3), { slot: 1, state: 'down', revision: undefined, answered: false }],
+      reports: [serving(0, 3), { slot: 1, state: 'down' as const, revision: undefined, answered: false }],
       want: { ready: false, reason: 'worker 1 is down' },
     },
     {
