@@ -123,7 +123,8 @@ async function handle(o: AdminServerOptions, req: IncomingMessage, res: ServerRe
       details: unsupported.join('; '),
     });
   }
-  const result = o.offer === undefined ? o.store.offer(parsed.data, 'admin') : await o.offer(parsed.data, 'admin');
+  const result =
+    o.offer === undefined ? o.store.offer(parsed.data, 'admin') : await o.offer(parsed.data, 'admin');
   if (!result.accepted) {
     o.metrics.tableRejections.inc({ source: 'admin', reason: result.reason });
     const status = result.reason === 'invalid' ? 400 : result.reason === 'unavailable' ? 503 : 409;

@@ -208,7 +208,12 @@ export function buildDataPlane(
 }
 
 /** Logs and counts a swap (one process, or the primary of `--workers`). */
-export function reportSwap(log: Logger, table: CompiledTable, source: TableSource, metrics: ProxyMetrics): void {
+export function reportSwap(
+  log: Logger,
+  table: CompiledTable,
+  source: TableSource,
+  metrics: ProxyMetrics,
+): void {
   metrics.tableRevision.set({ pool: table.pool }, table.revision);
   metrics.tableSwaps.inc({ source });
   log('info', 'routing table swapped in', {

@@ -139,7 +139,8 @@ export class TableStore {
       table: compiled,
       commit: () => {
         if (done) return;
-        if (this.table !== cur) throw new Error(`revision ${compiled.revision} was staged over another table`);
+        if (this.table !== cur)
+          throw new Error(`revision ${compiled.revision} was staged over another table`);
         done = true;
         this.table = compiled;
         if (typeof prepared === 'function') prepared();

@@ -14,7 +14,14 @@ export type WireKeys = readonly string[];
 /** Primary → worker. */
 export type PrimaryRequest =
   /** The first message a worker gets, after its `hello`: keys, the table to serve (if any), where to listen. */
-  | { id: number; type: 'boot'; keys: WireKeys; table: RoutingTable | undefined; source: TableSource; port: number }
+  | {
+      id: number;
+      type: 'boot';
+      keys: WireKeys;
+      table: RoutingTable | undefined;
+      source: TableSource;
+      port: number;
+    }
   /** Phase 1 of a swap: stage the table (decide, compile, prepare pools) and serve nothing yet. */
   | { id: number; type: 'prepare'; txn: number; table: RoutingTable; source: TableSource }
   /** Phase 2: serve the staged table. */

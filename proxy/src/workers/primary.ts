@@ -102,12 +102,15 @@ interface Slot {
 export class WorkerSet implements TableSink {
   readonly store: TableStore;
   private readonly slots: Slot[];
-  private readonly pending = new Map<number, { resolve: (r: Reply) => void; timer: NodeJS.Timeout; worker: Worker }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (r: Reply) => void; timer: NodeJS.Timeout; worker: Worker }
+  >();
   private readonly queue = new SerialQueue();
   private nextId = 0;
   private nextTxn = 0;
   private keys: WireKeys;
-  /** The data plane's port once the first worker bound it (`--listen …:0` included): later workers bind the same. */
+  /** The data plane's port once the first worker bound it (for the log when `--listen …:0`). */
   private port: number | undefined;
   private source: TableSource = 'file';
   private closing = false;
@@ -205,7 +208,9 @@ export class WorkerSet implements TableSink {
         const r = await this.request(
           w,
           s.slot,
-          { type: 'boot', keys: this.keys, table, source: this.source, port: this.port ?? this.ctx.flags.listen.port },
+          // The flag's port, 0 included: node:cluster shares one handle per listen address as
+          // given, so every worker asking for port 0 gets the port the first one bound.
+          { type: 'boot', keys: this.keys, table, source: this.source, port: this.ctx.flags.listen.port },
           this.syncTimeoutMs,
         );
         if (s.worker !== w) return;
@@ -224,7 +229,11 @@ export class WorkerSet implements TableSink {
       })
       .catch((err: unknown) => {
         const message = err instanceof Error ? err.message : String(err);
-        this.ctx.log('error', 'worker failed to start', { worker: s.slot, pid: w.process.pid, error: message });
+        this.ctx.log('error', 'worker failed to start', {
+          worker: s.slot,
+          pid: w.process.pid,
+          error: message,
+        });
         if (!this.started) this.startup?.reject(new Error(`worker ${s.slot}: ${message}`));
         // Its exit is handled (and backed off) like any other.
         w.process.kill('SIGKILL');
@@ -236,7 +245,12 @@ export class WorkerSet implements TableSink {
       if (p.worker !== w) continue;
       this.pending.delete(id);
       clearTimeout(p.timer);
-      p.resolve({ re: id, ok: false, reason: 'failed', message: `worker ${s.slot} (pid ${w.process.pid}) exited` });
+      p.resolve({
+        re: id,
+        ok: false,
+        reason: 'failed',
+        message: `worker ${s.slot} (pid ${w.process.pid}) exited`,
+      });
     }
     if (s.worker !== w) return;
     s.worker = undefined;
@@ -252,7 +266,9 @@ export class WorkerSet implements TableSink {
       return;
     }
     if (!this.started) {
-      this.startup?.reject(new Error(`worker ${s.slot} exited (code ${code}, signal ${signal}) before it served`));
+      this.startup?.reject(
+        new Error(`worker ${s.slot} exited (code ${code}, signal ${signal}) before it served`),
+      );
       return;
     }
     const delayMs = s.backoff.onExit(Date.now() - s.forkedAt);
@@ -268,7 +284,12 @@ export class WorkerSet implements TableSink {
   }
 
   /** Sends one request; never rejects: a timeout or an exit comes back as `{ ok: false, reason: 'failed' }`. */
-  private request(w: Worker, slot: number, msg: DistributiveOmit<PrimaryRequest, 'id'>, timeoutMs: number): Promise<Reply> {
+  private request(
+    w: Worker,
+    slot: number,
+    msg: DistributiveOmit<PrimaryRequest, 'id'>,
+    timeoutMs: number,
+  ): Promise<Reply> {
     const id = ++this.nextId;
     return new Promise((res) => {
       const fail = (message: string): void => {
@@ -306,14 +327,21 @@ export class WorkerSet implements TableSink {
       const prepared = await Promise.all(
         targets.map(async (s) => ({
           s,
-          r: await this.request(s.worker as Worker, s.slot, { type: 'prepare', txn, table, source }, this.syncTimeoutMs),
+          r: await this.request(
+            s.worker as Worker,
+            s.slot,
+            { type: 'prepare', txn, table, source },
+            this.syncTimeoutMs,
+          ),
         })),
       );
       const refused = prepared.filter((p) => !p.r.ok);
       if (refused.length > 0) {
         await Promise.all(
           targets.map((s) =>
-            s.worker === undefined ? undefined : this.request(s.worker, s.slot, { type: 'abort', txn }, this.syncTimeoutMs),
+            s.worker === undefined
+              ? undefined
+              : this.request(s.worker, s.slot, { type: 'abort', txn }, this.syncTimeoutMs),
           ),
         );
         staged.abort();
@@ -344,7 +372,10 @@ export class WorkerSet implements TableSink {
       for (const { s, w, r } of committed) {
         if (r.ok) continue;
         // It staged the table but cannot say it serves it: a replacement boots with this table.
-        this.ctx.log('error', 'worker did not confirm the swap; replacing it', { worker: s.slot, error: r.message });
+        this.ctx.log('error', 'worker did not confirm the swap; replacing it', {
+          worker: s.slot,
+          error: r.message,
+        });
         w.process.kill('SIGKILL');
       }
       return { accepted: true, changed: true, table: staged.table };
@@ -356,12 +387,17 @@ export class WorkerSet implements TableSink {
     this.keys = encodeKeys(keys);
     const live = this.slots.filter((s) => s.hello && s.worker !== undefined);
     const replies = await Promise.all(
-      live.map((s) => this.request(s.worker as Worker, s.slot, { type: 'keys', keys: this.keys }, this.syncTimeoutMs)),
+      live.map((s) =>
+        this.request(s.worker as Worker, s.slot, { type: 'keys', keys: this.keys }, this.syncTimeoutMs),
+      ),
     );
     for (const [i, r] of replies.entries())
       if (!r.ok) {
         const s = live[i] as Slot;
-        this.ctx.log('error', 'worker did not take the cookie keys; replacing it', { worker: s.slot, error: r.message });
+        this.ctx.log('error', 'worker did not take the cookie keys; replacing it', {
+          worker: s.slot,
+          error: r.message,
+        });
         s.worker?.process.kill('SIGKILL');
       }
   }
@@ -471,7 +507,8 @@ export async function runPrimary(ctx: PrimaryContext): Promise<void> {
   const workers = new WorkerSet(ctx, metrics);
   let shuttingDown = false;
 
-  const poolFile = flags.config === undefined ? undefined : new PoolFileSource(resolve(flags.config), workers);
+  const poolFile =
+    flags.config === undefined ? undefined : new PoolFileSource(resolve(flags.config), workers);
   const reloadConfig = async (): Promise<void> => {
     const r = await poolFile?.reload();
     if (r?.outcome !== 'rejected') return;
@@ -499,7 +536,9 @@ export async function runPrimary(ctx: PrimaryContext): Promise<void> {
     token: ctx.readToken,
     ready: () => false,
     readiness: () =>
-      shuttingDown ? Promise.resolve({ ready: false, text: 'not ready: shutting down\n' }) : workers.readiness(),
+      shuttingDown
+        ? Promise.resolve({ ready: false, text: 'not ready: shutting down\n' })
+        : workers.readiness(),
     offer: (table, source) => workers.offer(table, source),
     metricsText: () => workers.metricsText(),
     workers: async () => ({
@@ -551,8 +590,7 @@ export async function runPrimary(ctx: PrimaryContext): Promise<void> {
     await workers.setKeys(keys);
     log('info', 'cookie keys reloaded', { keys: keys.length, workers: flags.workers });
   };
-  if (flags['cookie-keys-file'] !== undefined)
-    watchFile(flags['cookie-keys-file'], () => void reloadKeys());
+  if (flags['cookie-keys-file'] !== undefined) watchFile(flags['cookie-keys-file'], () => void reloadKeys());
   process.on('SIGHUP', () => {
     poolFile?.forget();
     void reloadConfig();

@@ -52,9 +52,13 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   const slot = Number(process.env[SLOT_ENV] ?? cluster.worker?.id ?? 0);
   const log: Logger = (level, msg, fields) => ctx.log(level, msg, { worker: slot, ...fields });
   let keys: KeyObject[] = [];
-  const dp = ctx.build(ctx.flags, log, () => keys, (table, source) =>
-    // The primary logs each swap once, for every worker.
-    log('debug', 'routing table swapped in', { pool: table.pool, revision: table.revision, source }),
+  const dp = ctx.build(
+    ctx.flags,
+    log,
+    () => keys,
+    (table, source) =>
+      // The primary logs each swap once, for every worker.
+      log('debug', 'routing table swapped in', { pool: table.pool, revision: table.revision, source }),
   );
   const staged = new Map<number, StagedOffer>();
   let listening = false;
@@ -94,7 +98,13 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         keys = decodeKeys(m.keys);
         if (m.table !== undefined) {
           const r = dp.store.offer(m.table, m.source);
-          if (!r.accepted) return { re: m.id, ok: false, reason: r.reason === 'unavailable' ? 'failed' : r.reason, message: r.message };
+          if (!r.accepted)
+            return {
+              re: m.id,
+              ok: false,
+              reason: r.reason === 'unavailable' ? 'failed' : r.reason,
+              message: r.message,
+            };
         }
         const port = await dp.proxy.listen(ctx.flags.listen.host, m.port);
         listening = true;
@@ -103,7 +113,12 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       case 'prepare': {
         const r = dp.store.stage(m.table, m.source);
         if (!r.accepted)
-          return { re: m.id, ok: false, reason: r.reason === 'unavailable' ? 'failed' : r.reason, message: r.message };
+          return {
+            re: m.id,
+            ok: false,
+            reason: r.reason === 'unavailable' ? 'failed' : r.reason,
+            message: r.message,
+          };
         staged.get(m.txn)?.abort();
         staged.set(m.txn, r);
         return { re: m.id, ok: true };
@@ -111,7 +126,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       case 'commit': {
         const s = staged.get(m.txn);
         staged.delete(m.txn);
-        if (s === undefined) return { re: m.id, ok: false, reason: 'failed', message: `no staged table ${m.txn}` };
+        if (s === undefined)
+          return { re: m.id, ok: false, reason: 'failed', message: `no staged table ${m.txn}` };
         s.commit();
         return { re: m.id, ok: true, revision: dp.store.current?.revision };
       }
