@@ -293,6 +293,37 @@ describe('--workers 2', () => {
     expect((await workers(p)).map((w) => w.status?.revision)).toEqual([revision, revision]);
   });
 
+  it('a pool file one worker cannot take is served by no worker, and offered again until every worker takes it', async () => {
+    const [, w1] = await workers(p);
+    const stopped = w1?.pid as number;
+    const logsBefore = p.logs.length;
+    process.kill(stopped, 'SIGSTOP');
+    try {
+      writeFileSync(
+        poolFile,
+        poolYaml([{ name: backends[1]?.id as string, port: backends[1]?.port as number }]),
+      );
+      await waitFor(
+        () =>
+          p.logs
+            .slice(logsBefore)
+            .some((l) => l.includes('pool file rejected') && l.includes('did not answer prepare')),
+        10_000,
+        'the reload refused',
+      );
+      // (No traffic now: the primary would deal some connections to the stopped worker.)
+      const [w0] = await workers(p);
+      expect(w0?.status?.revision).toBe(revision);
+    } finally {
+      process.kill(stopped, 'SIGCONT');
+    }
+    // No edit, no SIGHUP: the primary offers the file again by itself.
+    revision += 1;
+    await waitForRevision(p, revision);
+    const answers = await freshRequests(p, 6);
+    expect(new Set(answers.map((a) => a.endpoint))).toEqual(new Set([backends[1]?.id]));
+  });
+
   it('a rotated keys file reaches every worker: new cookies are signed with the new key, old ones still verify', async () => {
     const [first] = await freshRequests(p, 1);
     const oldCookie = first?.setCookie as string;
@@ -347,7 +378,8 @@ describe('--workers 2', () => {
     const answers = await freshRequests(p, 10);
     const after = await requestsBySlot(p);
     expect(after[0]).toBeGreaterThan(before[0] as number);
-    expect(new Set(answers.map((a) => a.endpoint))).toEqual(new Set([backends[0]?.id]));
+    // The last table (from the pool file) has only the second backend.
+    expect(new Set(answers.map((a) => a.endpoint))).toEqual(new Set([backends[1]?.id]));
   });
 
   it('SIGTERM drains every worker: a request in flight is answered, then all exit and the primary exits 0', async () => {

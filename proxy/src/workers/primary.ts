@@ -61,6 +61,8 @@ import { SLOT_ENV } from './worker.ts';
 
 /** How long `/readyz`, `/v1/workers` and `/metrics` wait for a worker's answer, ms. */
 const STATUS_TIMEOUT_MS = 2_000;
+/** A pool file the workers could not all take (one did not answer) is offered again after this, ms. */
+const FILE_RETRY_MS = 1_000;
 /** What a worker gets beyond `--shutdown-timeout` to exit (lingering closes, pools), ms. */
 const SHUTDOWN_SLACK_MS = 5_000;
 
@@ -516,8 +518,11 @@ export async function runPrimary(ctx: PrimaryContext): Promise<void> {
       source: 'file',
       reason: r.error.code === 'TETHER_WORKERS_UNAVAILABLE' ? 'unavailable' : 'invalid',
     });
-    // A file the workers could not all take is read again on its next change, or on SIGHUP.
-    if (r.error.code === 'TETHER_WORKERS_UNAVAILABLE') poolFile?.forget();
+    // Nothing was wrong with the file: offer it again soon (the operator's PUTs retry the same way).
+    if (r.error.code === 'TETHER_WORKERS_UNAVAILABLE' && !shuttingDown) {
+      poolFile?.forget();
+      setTimeout(() => void reloadConfig(), FILE_RETRY_MS).unref();
+    }
     log('error', 'pool file rejected; the last good table keeps serving', {
       file: poolFile?.path,
       revision: workers.current?.revision,
