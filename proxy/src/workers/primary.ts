@@ -59,8 +59,14 @@ import { RestartBackoff } from './restart-backoff.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { SLOT_ENV } from './worker.ts';
 
-/** How long `/readyz`, `/v1/workers` and `/metrics` wait for a worker's answer, ms. */
-const STATUS_TIMEOUT_MS = 2_000;
+/**
+ * How long `/readyz` and `/v1/workers` wait for a worker's answer, ms: under
+ * kubelet's default probe timeout (1 s), so a hung worker makes the probe
+ * answer 503 with its reason rather than time out.
+ */
+const STATUS_TIMEOUT_MS = 800;
+/** How long `/metrics` waits for a worker's registry, ms (a worker that does not answer is left out). */
+const METRICS_TIMEOUT_MS = 2_000;
 /** A pool file the workers could not all take (one did not answer) is offered again after this, ms. */
 const FILE_RETRY_MS = 1_000;
 /** What a worker gets beyond `--shutdown-timeout` to exit (lingering closes, pools), ms. */
@@ -441,7 +447,7 @@ export class WorkerSet implements TableSink {
     const theirs = await Promise.all(
       this.slots.map(async (s) => {
         if (s.worker === undefined || s.state !== 'serving') return undefined;
-        const r = await this.request(s.worker, s.slot, { type: 'metrics' }, STATUS_TIMEOUT_MS);
+        const r = await this.request(s.worker, s.slot, { type: 'metrics' }, METRICS_TIMEOUT_MS);
         return r.ok ? r.metrics : undefined;
       }),
     );
