@@ -57,6 +57,7 @@ import {
 } from './messages.ts';
 import { RestartBackoff } from './restart-backoff.ts';
 import { SerialQueue } from './serial-queue.ts';
+import { decideSwap, type PrepareAnswer } from './two-phase.ts';
 import { SLOT_ENV } from './worker.ts';
 
 /**
@@ -139,7 +140,13 @@ export class WorkerSet implements TableSink {
     this.metrics = metrics;
     this.syncTimeoutMs = parseDuration(ctx.flags['worker-sync-timeout']);
     this.keys = encodeKeys(ctx.cookieKeys);
-    this.store = new TableStore((table, source) => ctx.reportSwap(table, source, metrics));
+    let pool: string | undefined;
+    this.store = new TableStore((table, source) => {
+      // A single process drops a renamed pool's series with its upstreams; the primary has none.
+      if (pool !== undefined && pool !== table.pool) metrics.tableRevision.remove({ pool });
+      pool = table.pool;
+      ctx.reportSwap(table, source, metrics);
+    });
     this.slots = Array.from({ length: ctx.flags.workers }, (_, slot) => ({
       slot,
       worker: undefined,
@@ -330,58 +337,51 @@ export class WorkerSet implements TableSink {
       if (this.closing) return { accepted: false, reason: 'unavailable', message: 'shutting down' };
       const staged = this.store.stage(table, source);
       if (!staged.accepted || !staged.changed) return staged;
-      const targets = this.slots.filter((s) => s.state === 'serving' && s.worker !== undefined);
-      const txn = ++this.nextTxn;
-      const prepared = await Promise.all(
-        targets.map(async (s) => ({
-          s,
-          r: await this.request(
-            s.worker as Worker,
-            s.slot,
-            { type: 'prepare', txn, table, source },
-            this.syncTimeoutMs,
-          ),
-        })),
+      // The workers as they are now: one re-forked into a slot meanwhile boots after this offer.
+      const targets = this.slots.flatMap((s) =>
+        s.state === 'serving' && s.worker !== undefined ? [{ slot: s.slot, w: s.worker }] : [],
       );
-      const refused = prepared.filter((p) => !p.r.ok);
-      if (refused.length > 0) {
+      const txn = ++this.nextTxn;
+      const answers = await Promise.all(
+        targets.map(async ({ slot, w }): Promise<PrepareAnswer> => {
+          const r = await this.request(w, slot, { type: 'prepare', txn, table, source }, this.syncTimeoutMs);
+          return r.ok ? { slot, ok: true } : { slot, ok: false, reason: r.reason, message: r.message };
+        }),
+      );
+      const decision = decideSwap(answers);
+      if (!decision.commit) {
         await Promise.all(
-          targets.map((s) =>
-            s.worker === undefined
-              ? undefined
-              : this.request(s.worker, s.slot, { type: 'abort', txn }, this.syncTimeoutMs),
+          targets.map(({ slot, w }) =>
+            w.isConnected() ? this.request(w, slot, { type: 'abort', txn }, this.syncTimeoutMs) : undefined,
           ),
         );
         staged.abort();
-        const why = refused.map((p) => `worker ${p.s.slot}: ${p.r.ok ? '' : p.r.message}`).join('; ');
-        // A worker that found the table unusable refuses it as a single process would (400); anything else is 503.
-        const invalid = refused.some((p) => !p.r.ok && p.r.reason === 'invalid');
         this.ctx.log('error', 'a worker did not take the routing table; no worker serves it', {
           pool: table.pool,
           revision: table.revision,
           source,
-          error: why,
+          error: decision.why,
         });
         return {
           accepted: false,
-          reason: invalid ? 'invalid' : 'unavailable',
-          message: `not every worker could take revision ${table.revision}, so none serves it (${why})`,
+          reason: decision.reason,
+          message: `not every worker could take revision ${table.revision}, so none serves it (${decision.why})`,
         };
       }
       const committed = await Promise.all(
-        targets.map(async (s) => ({
-          s,
-          w: s.worker as Worker,
-          r: await this.request(s.worker as Worker, s.slot, { type: 'commit', txn }, this.syncTimeoutMs),
+        targets.map(async ({ slot, w }) => ({
+          slot,
+          w,
+          r: await this.request(w, slot, { type: 'commit', txn }, this.syncTimeoutMs),
         })),
       );
       staged.commit();
       this.source = source;
-      for (const { s, w, r } of committed) {
-        if (r.ok) continue;
+      for (const { slot, w, r } of committed) {
+        if (r.ok || w.isDead()) continue;
         // It staged the table but cannot say it serves it: a replacement boots with this table.
         this.ctx.log('error', 'worker did not confirm the swap; replacing it', {
-          worker: s.slot,
+          worker: slot,
           error: r.message,
         });
         w.process.kill('SIGKILL');
@@ -393,21 +393,25 @@ export class WorkerSet implements TableSink {
   /** Replaces the keys in every worker (a worker not yet booted gets them with its boot). */
   async setKeys(keys: readonly KeyObject[]): Promise<void> {
     this.keys = encodeKeys(keys);
-    const live = this.slots.filter((s) => s.hello && s.worker !== undefined);
-    const replies = await Promise.all(
-      live.map((s) =>
-        this.request(s.worker as Worker, s.slot, { type: 'keys', keys: this.keys }, this.syncTimeoutMs),
-      ),
+    const live = this.slots.flatMap((s) =>
+      s.hello && s.worker !== undefined ? [{ slot: s.slot, w: s.worker }] : [],
     );
-    for (const [i, r] of replies.entries())
-      if (!r.ok) {
-        const s = live[i] as Slot;
-        this.ctx.log('error', 'worker did not take the cookie keys; replacing it', {
-          worker: s.slot,
-          error: r.message,
-        });
-        s.worker?.process.kill('SIGKILL');
-      }
+    const replies = await Promise.all(
+      live.map(async ({ slot, w }) => ({
+        slot,
+        w,
+        r: await this.request(w, slot, { type: 'keys', keys: this.keys }, this.syncTimeoutMs),
+      })),
+    );
+    for (const { slot, w, r } of replies) {
+      if (r.ok || w.isDead()) continue;
+      // A worker left with old keys would reject cookies the others sign: its replacement boots with the new ones.
+      this.ctx.log('error', 'worker did not take the cookie keys; replacing it', {
+        worker: slot,
+        error: r.message,
+      });
+      w.process.kill('SIGKILL');
+    }
   }
 
   /** Each slot with its worker's own report, asked now. */
