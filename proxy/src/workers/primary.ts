@@ -1,7 +1,8 @@
 /**
- * `--workers N`: the primary process. It accepts no client connection and
- * forwards no request: it forks N workers (node:cluster) that share the
- * listening port, owns everything they must agree on, and supervises them.
+ * `--workers N`: the primary process. It reads no request and forwards
+ * nothing: it forks N workers (node:cluster) that share the listening port
+ * (it only accepts each connection and passes the socket on, see
+ * Scheduling below), owns everything they must agree on, and supervises them.
  *
  * - **One table for all.** The pool file and the admin API reach the
  *   primary only. It validates and decides a table (its own
@@ -27,10 +28,15 @@
  *   past `--shutdown-timeout` + 5 s is killed).
  *
  * Scheduling: node:cluster's round-robin (SCHED_RR, Node's default on
- * Linux): the primary accepts each connection and hands it to the next
- * worker, so connections spread evenly; with SCHED_NONE the workers accept
- * from one shared socket and Linux wakes them unevenly. The environment
- * variable `NODE_CLUSTER_SCHED_POLICY` (`rr` or `none`) overrides it.
+ * Linux): the primary accepts each connection and hands the socket to the
+ * next free worker, so connections spread evenly (64 keep-alive connections
+ * over 2 workers: 33/31, 31/33, 27/37), at the cost of one IPC message per
+ * new connection in the primary and none per request. With SCHED_NONE the
+ * workers accept from one shared socket themselves and Linux wakes them
+ * unevenly (24/40, 35/29, 46/18), and a keep-alive connection stays where it
+ * landed. SO_REUSEPORT (a socket per worker) was not taken: a worker's own
+ * accept queue is reset when it exits or drains, which breaks the clean
+ * drain of SIGTERM. `NODE_CLUSTER_SCHED_POLICY` (`rr`, `none`) overrides it.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { KeyObject } from 'node:crypto';
