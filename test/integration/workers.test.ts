@@ -446,3 +446,56 @@ describe('--workers 2 without a keys file', () => {
     }
   });
 });
+
+describe('--workers 2: passive health is per worker', () => {
+  it("an endpoint's failure is seen by the worker that met it; /metrics shows the share of workers that see it healthy", async () => {
+    const backends = await startBackends(2, 'wh');
+    const [alive, doomed] = backends as [Backend, Backend];
+    const s = scratch();
+    try {
+      const p = await startProxy([
+        '--workers',
+        '2',
+        '--config',
+        s.write(
+          'pool.yaml',
+          poolYaml(
+            backends.map((b) => ({ name: b.id, port: b.port })),
+            { healthCheck: { passive: { maxFails: 1, failTimeout: '60s' } } },
+          ),
+        ),
+      ]);
+      const healthy = async (): Promise<number> =>
+        sumSeries((await get(`${p.adminUrl}/metrics`)).text, 'tether_proxy_endpoint_healthy', {
+          pool: POOL,
+          endpoint: doomed.id,
+        });
+      // A cookie pinned to the endpoint about to die.
+      let cookie: string | undefined;
+      for (let i = 0; i < 40 && cookie === undefined; i++) {
+        const [a] = await freshRequests(p, 1);
+        if (a?.endpoint === doomed.id) cookie = a.setCookie;
+      }
+      expect(cookie).toBeDefined();
+      await doomed.kill();
+      expect(await healthy()).toBe(1);
+      // One request, one connection, one worker: only that worker meets the refused connect.
+      const [first] = await freshRequests(p, 1, { cookie: `route=${cookie}` });
+      expect(first?.endpoint).toBe(alive.id);
+      expect(await healthy()).toBe(0.5);
+      // Once both workers have met it, neither sends to it.
+      await waitFor(
+        async () => {
+          await freshRequests(p, 1, { cookie: `route=${cookie}` });
+          return (await healthy()) === 0;
+        },
+        10_000,
+        'every worker to see the endpoint down',
+      );
+      await p.stop();
+    } finally {
+      await Promise.all(backends.map((b) => b.kill()));
+      s.cleanup();
+    }
+  });
+});
