@@ -10,7 +10,8 @@
  *                  [--shutdown-idle-grace 1s] [--workers N|auto]
  *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for bad flags or
- * an unusable first config, 1 for anything else.
+ * an unusable first config, 1 for anything else (with `--workers`: also when
+ * a worker crashed or had to be killed during the stop).
  */
 import cluster from 'node:cluster';
 import type { KeyObject } from 'node:crypto';
