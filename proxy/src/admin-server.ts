@@ -10,15 +10,21 @@
  * | `GET /v1/routing-table`   | the table served (404 before the first)                       |
  * | `GET /healthz`            | 200 while the process runs                                    |
  * | `GET /readyz`             | 200 once a table is loaded, 503 before and while shutting down|
- * | `GET /metrics`            | Prometheus text format                                        |
+ * |                           | (`--workers`: and every worker serves that table's revision)  |
+ * | `GET /metrics`            | Prometheus text format (`--workers`: aggregated over workers) |
+ * | `GET /v1/workers`         | `--workers` only: each worker's own report (slot, pid,        |
+ * |                           | revision, requests answered, connections open)                |
+ *
+ * With `--workers` a PUT answers 503 when a worker did not take the table
+ * (it exited or did not answer in time): then no worker took it.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { routingTableSchema } from './api/routing-table.ts';
+import { type RoutingTable, routingTableSchema } from './api/routing-table.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { proxySupportProblems } from './support.ts';
-import type { TableStore } from './table-store.ts';
+import type { OfferResult, TableSource, TableStore } from './table-store.ts';
 
 /** Largest routing table accepted, bytes. */
 export const MAX_TABLE_BYTES = 8 * 1024 * 1024;
@@ -30,6 +36,17 @@ export interface AdminServerOptions {
   token: () => string | undefined;
   ready: () => boolean;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /**
+   * `--workers` (the primary): where a validated table goes instead of
+   * `store.offer`; resolves once every worker took it, or none did.
+   */
+  offer?: (table: RoutingTable, source: TableSource) => Promise<OfferResult>;
+  /** `--workers`: readiness with its reason, instead of `ready` (`text` is the body). */
+  readiness?: () => Promise<{ ready: boolean; text: string }>;
+  /** `--workers`: the exposition text, instead of `metrics.registry`'s. */
+  metricsText?: () => Promise<string>;
+  /** `--workers`: the body of `GET /v1/workers`; without it the route is 404. */
+  workers?: () => Promise<unknown>;
 }
 
 export function createAdminServer(o: AdminServerOptions): Server {
@@ -45,9 +62,16 @@ export function createAdminServer(o: AdminServerOptions): Server {
 async function handle(o: AdminServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
   if (path === '/healthz') return void text(res, 200, 'ok\n');
-  if (path === '/readyz') return void (o.ready() ? text(res, 200, 'ready\n') : text(res, 503, 'not ready\n'));
+  if (path === '/readyz') {
+    if (o.readiness === undefined)
+      return void (o.ready() ? text(res, 200, 'ready\n') : text(res, 503, 'not ready\n'));
+    const r = await o.readiness();
+    return void text(res, r.ready ? 200 : 503, r.text);
+  }
+  if (path === '/v1/workers' && o.workers !== undefined && req.method === 'GET')
+    return void send(res, 200, await o.workers());
   if (path === '/metrics' && req.method === 'GET') {
-    const body = await o.metrics.registry.metrics();
+    const body = await (o.metricsText?.() ?? o.metrics.registry.metrics());
     res.writeHead(200, { 'content-type': o.metrics.registry.contentType });
     res.end(body);
     return;
@@ -99,10 +123,12 @@ async function handle(o: AdminServerOptions, req: IncomingMessage, res: ServerRe
       details: unsupported.join('; '),
     });
   }
-  const result = o.store.offer(parsed.data, 'admin');
+  const result =
+    o.offer === undefined ? o.store.offer(parsed.data, 'admin') : await o.offer(parsed.data, 'admin');
   if (!result.accepted) {
     o.metrics.tableRejections.inc({ source: 'admin', reason: result.reason });
-    return void send(res, result.reason === 'invalid' ? 400 : 409, {
+    const status = result.reason === 'invalid' ? 400 : result.reason === 'unavailable' ? 503 : 409;
+    return void send(res, status, {
       error: result.message,
       revision: o.store.current?.revision,
     });

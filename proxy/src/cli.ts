@@ -8,13 +8,16 @@
  *                  [--read-timeout 60s] [--shutdown-timeout 30s]
  *                  [--tunnel-timeout 1h] [--client-header-timeout 60s]
  *                  [--shutdown-idle-grace 1s] [--session-store DIR]
- *                  [--session-store-timeout 50ms]
+ *                  [--session-store-timeout 50ms] [--workers N|auto]
  *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for bad flags or
- * an unusable first config, 1 for anything else.
+ * an unusable first config, 1 for anything else (with `--workers`: also when
+ * a worker crashed or had to be killed during the stop).
  */
+import cluster from 'node:cluster';
 import type { KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { z } from 'zod';
@@ -23,15 +26,18 @@ import { DURATION_PATTERN, parseDuration } from './api/duration.ts';
 import { durationSchema } from './api/pool-spec.ts';
 import { ephemeralKey, loadCookieKeys } from './cookie-keys.ts';
 import { watchFile } from './file-watch.ts';
-import { makeLogger } from './json-log.ts';
+import { type Logger, makeLogger } from './json-log.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { PoolFileSource } from './pool-file.ts';
 import { ProxyServer } from './proxy-server.ts';
+import type { CompiledTable } from './routing/compiled-table.ts';
 import { readSessionStoreConnection, type SessionStoreConnection } from './session-store/connection.ts';
 import { DEFAULT_STORE_TIMEOUT_MS, PinStore } from './session-store/pin-store.ts';
 import { sessionStoreProblems } from './support.ts';
-import { TableStore } from './table-store.ts';
+import { type TableSource, TableStore } from './table-store.ts';
 import { Upstreams } from './upstreams.ts';
+import { runPrimary } from './workers/primary.ts';
+import { runWorker } from './workers/worker.ts';
 
 const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--admin-listen HOST:PORT]
                     [--admin-token-file FILE] [--cookie-keys-file FILE]
@@ -42,6 +48,7 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                     [--client-body-timeout DURATION] [--request-buffer-size SIZE]
                     [--send-timeout DURATION] [--response-buffer-size SIZE]
                     [--session-store DIR] [--session-store-timeout DURATION]
+                    [--workers N|auto] [--worker-sync-timeout DURATION]
                     [--log-level debug|info|warn|error]
 
   --config F                 StickyBackendPool YAML with spec.backend.endpoints; reloaded when it
@@ -79,6 +86,11 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                              affinity.type Learn and sessionStore.persistPins; reloaded when it changes.
   --session-store-timeout    longest wait for the session store on the request path, per call; then
                              the request is pinned by consistent hashing (default 50ms; 1ms..1s)
+  --workers N|auto           worker processes sharing the listening port (default 1: one process;
+                             auto: one per core; nginx worker_processes). Each worker keeps its own
+                             passive health; tables, cookie keys and /metrics are shared
+  --worker-sync-timeout      with --workers: how long every worker has to take a table or boot,
+                             else the table is refused everywhere (default 10s)
 `;
 
 /** A size in bytes, nginx style: `512`, `64k`, `1m` (powers of 1024). */
@@ -114,6 +126,13 @@ function durationBetween(minMs: number, maxMs: number, message: string) {
   }, message);
 }
 
+/** `--workers`: a count, or `auto` for one per core the process may run on (nginx `worker_processes auto`). */
+const workersSchema = z
+  .string()
+  .regex(/^(auto|[0-9]{1,7})$/, 'a whole number of processes (1 or more), or auto (one per core)')
+  .transform((s) => (s === 'auto' ? availableParallelism() : Number(s)))
+  .refine((n) => n >= 1 && n <= 1024, 'between 1 and 1024 processes, or auto (one per core)');
+
 /** The flags, validated: zod at the edge. */
 export const flagsSchema = z.object({
   config: z.string().min(1).optional(),
@@ -139,7 +158,148 @@ export const flagsSchema = z.object({
     `${DEFAULT_STORE_TIMEOUT_MS}ms`,
   ),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  workers: workersSchema.prefault('1'),
+  'worker-sync-timeout': durationSchema
+    .refine((d) => parseDuration(d) >= 100, 'at least 100ms')
+    .default('10s'),
 });
+
+/** The flags after validation. */
+export type Flags = z.infer<typeof flagsSchema>;
+
+/** One process's data plane: what serves requests, from metrics to the listener. */
+export interface DataPlane {
+  readonly metrics: ProxyMetrics;
+  readonly upstreams: Upstreams;
+  readonly store: TableStore;
+  readonly proxy: ProxyServer;
+  /** The session store's pins (`--session-store`); each worker of `--workers` has its own client. */
+  readonly pins: PinStore | undefined;
+  /** Reads `--session-store`'s Secret again (SIGHUP); a bad one is logged and the last good kept. */
+  reloadSessionStore(): void;
+}
+
+/**
+ * Reads `--session-store`'s directory (the operator's mounted Secret).
+ *
+ * @returns undefined without the flag.
+ * @throws {Error} naming the directory and each bad key.
+ */
+export function readSessionStoreFlag(dir: string | undefined): SessionStoreConnection | undefined {
+  if (dir === undefined) return undefined;
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+    return readSessionStoreConnection(dir);
+  } catch (err) {
+    const e = err as Error;
+    throw new Error(`--session-store ${dir}: ${e instanceof z.ZodError ? z.prettifyError(e) : e.message}`);
+  }
+}
+
+/**
+ * Builds the data plane of one process (the only one, or one of `--workers`).
+ *
+ * @param cookieKeys - the current keys, read per request; the first signs.
+ * @param onSwap - after each table swap, before the next request sees it.
+ */
+export function buildDataPlane(
+  flags: Flags,
+  log: Logger,
+  cookieKeys: () => readonly KeyObject[],
+  onSwap: (table: CompiledTable, source: TableSource, metrics: ProxyMetrics) => void,
+): DataPlane {
+  const metrics = new ProxyMetrics();
+  const upstreams = new Upstreams(
+    {
+      connectTimeoutMs: parseDuration(flags['connect-timeout']),
+      readTimeoutMs: parseDuration(flags['read-timeout']),
+      connectionsPerEndpoint: flags['connections-per-endpoint'],
+      keepAliveTimeoutMs: 4_000,
+    },
+    metrics,
+  );
+  // The session store: connected before the first table, which may need it.
+  const storeDir = flags['session-store'];
+  let storeConn = readSessionStoreFlag(storeDir);
+  const pins =
+    storeConn === undefined
+      ? undefined
+      : new PinStore({
+          connection: storeConn,
+          timeoutMs: parseDuration(flags['session-store-timeout']),
+          metrics,
+          log,
+        });
+  const reloadSessionStore = (): void => {
+    if (storeDir === undefined || pins === undefined) return;
+    try {
+      const next = readSessionStoreConnection(storeDir);
+      if (isDeepStrictEqual(next, storeConn)) return;
+      storeConn = next;
+      pins.reconnect(next);
+      log('info', 'session store connection reloaded', { sentinels: next.sentinels.length });
+    } catch (err) {
+      log('error', 'session store Secret rejected; keeping the previous connection', {
+        error: (err as Error).message,
+      });
+    }
+  };
+  if (storeDir !== undefined) watchFile(join(storeDir, 'sentinels'), reloadSessionStore);
+  const store = new TableStore(
+    (table, source) => onSwap(table, source, metrics),
+    (table) => {
+      const missing = sessionStoreProblems(table.source, pins !== undefined);
+      if (missing.length > 0) throw new Error(missing.join('; '));
+      const prepared = upstreams.prepare(table);
+      return {
+        commit: () => upstreams.commit(prepared),
+        // Pools made for new origins have no connection yet; dropping them frees them.
+        abort: () => {
+          for (const p of prepared.created.values()) p.destroy().catch(() => {});
+        },
+      };
+    },
+  );
+  const proxy = new ProxyServer({
+    store,
+    upstreams,
+    metrics,
+    cookieKeys,
+    log,
+    pins,
+    limits: {
+      connectTimeoutMs: parseDuration(flags['connect-timeout']),
+      handshakeTimeoutMs: parseDuration(flags['read-timeout']),
+      tunnelIdleTimeoutMs: parseDuration(flags['tunnel-timeout']),
+      clientHeaderTimeoutMs: parseDuration(flags['client-header-timeout']),
+      shutdownIdleGraceMs: parseDuration(flags['shutdown-idle-grace']),
+      queueSize: flags['queue-size'],
+      queueTimeoutMs: parseDuration(flags['queue-timeout']),
+      clientBodyTimeoutMs: parseDuration(flags['client-body-timeout']),
+      requestBufferBytes: flags['request-buffer-size'],
+      sendTimeoutMs: parseDuration(flags['send-timeout']),
+      responseBufferBytes: flags['response-buffer-size'],
+    },
+  });
+  return { metrics, upstreams, store, proxy, pins, reloadSessionStore };
+}
+
+/** Logs and counts a swap (one process, or the primary of `--workers`). */
+export function reportSwap(
+  log: Logger,
+  table: CompiledTable,
+  source: TableSource,
+  metrics: ProxyMetrics,
+): void {
+  metrics.tableRevision.set({ pool: table.pool }, table.revision);
+  metrics.tableSwaps.inc({ source });
+  log('info', 'routing table swapped in', {
+    pool: table.pool,
+    revision: table.revision,
+    source,
+    endpoints: table.endpoints.length,
+  });
+}
 
 function die(message: string): never {
   process.stderr.write(`tether-proxy: ${message}\n`);
@@ -176,6 +336,8 @@ export async function main(argv: string[]): Promise<void> {
         'session-store': { type: 'string' },
         'session-store-timeout': { type: 'string' },
         'log-level': { type: 'string' },
+        workers: { type: 'string' },
+        'worker-sync-timeout': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -190,6 +352,8 @@ export async function main(argv: string[]): Promise<void> {
   if (!parsedFlags.success) die(`bad flags:\n${z.prettifyError(parsedFlags.error)}\n${USAGE}`);
   const flags = parsedFlags.data;
   const log = makeLogger(flags['log-level']);
+  // A worker of --workers runs this same command line (node:cluster forks it).
+  if (cluster.isWorker) return runWorker({ flags, log, build: buildDataPlane });
 
   let cookieKeys: KeyObject[];
   const keysFile = flags['cookie-keys-file'];
@@ -223,93 +387,32 @@ export async function main(argv: string[]): Promise<void> {
     log('warn', 'neither --config nor --admin-token-file: no routing table can ever arrive');
   }
 
-  const metrics = new ProxyMetrics();
-  const upstreams = new Upstreams(
-    {
-      connectTimeoutMs: parseDuration(flags['connect-timeout']),
-      readTimeoutMs: parseDuration(flags['read-timeout']),
-      connectionsPerEndpoint: flags['connections-per-endpoint'],
-      keepAliveTimeoutMs: 4_000,
-    },
-    metrics,
-  );
-  // The session store: connected before the first table, which may need it.
-  const storeDir = flags['session-store'];
-  let storeConn: SessionStoreConnection | undefined;
-  if (storeDir !== undefined) {
-    try {
-      if (!statSync(storeDir).isDirectory()) throw new Error('not a directory');
-      storeConn = readSessionStoreConnection(storeDir);
-    } catch (err) {
-      const e = err as Error;
-      die(`--session-store ${storeDir}: ${e instanceof z.ZodError ? z.prettifyError(e) : e.message}`);
-    }
+  // Checked here, before any worker is forked: a bad Secret is a bad flag (exit 2), not a crash loop.
+  try {
+    readSessionStoreFlag(flags['session-store']);
+  } catch (err) {
+    die((err as Error).message);
   }
-  const pins =
-    storeConn === undefined
-      ? undefined
-      : new PinStore({
-          connection: storeConn,
-          timeoutMs: parseDuration(flags['session-store-timeout']),
-          metrics,
-          log,
-        });
-  const reloadStore = (): void => {
-    if (storeDir === undefined || pins === undefined) return;
-    try {
-      const next = readSessionStoreConnection(storeDir);
-      if (isDeepStrictEqual(next, storeConn)) return;
-      storeConn = next;
-      pins.reconnect(next);
-      log('info', 'session store connection reloaded', { sentinels: next.sentinels.length });
-    } catch (err) {
-      log('error', 'session store Secret rejected; keeping the previous connection', {
-        error: (err as Error).message,
-      });
-    }
-  };
-  if (storeDir !== undefined) watchFile(join(storeDir, 'sentinels'), reloadStore);
 
-  const store = new TableStore(
-    (table, source) => {
-      metrics.tableRevision.set({ pool: table.pool }, table.revision);
-      metrics.tableSwaps.inc({ source });
-      log('info', 'routing table swapped in', {
-        pool: table.pool,
-        revision: table.revision,
-        source,
-        endpoints: table.endpoints.length,
-      });
-    },
-    (table) => {
-      const missing = sessionStoreProblems(table.source, pins !== undefined);
-      if (missing.length > 0) throw new Error(missing.join('; '));
-      const prepared = upstreams.prepare(table);
-      return () => upstreams.commit(prepared);
-    },
+  if (flags.workers > 1) {
+    return runPrimary({
+      flags,
+      log,
+      cookieKeys,
+      loadKeys: keysFile === undefined ? undefined : () => loadCookieKeys(keysFile),
+      readToken,
+      die,
+      reportSwap: (table, source, metrics) => reportSwap(log, table, source, metrics),
+    });
+  }
+
+  const { metrics, upstreams, store, proxy, pins, reloadSessionStore } = buildDataPlane(
+    flags,
+    log,
+    () => cookieKeys,
+    (table, source, m) => reportSwap(log, table, source, m),
   );
   let shuttingDown = false;
-  const proxy = new ProxyServer({
-    store,
-    upstreams,
-    metrics,
-    cookieKeys: () => cookieKeys,
-    log,
-    pins,
-    limits: {
-      connectTimeoutMs: parseDuration(flags['connect-timeout']),
-      handshakeTimeoutMs: parseDuration(flags['read-timeout']),
-      tunnelIdleTimeoutMs: parseDuration(flags['tunnel-timeout']),
-      clientHeaderTimeoutMs: parseDuration(flags['client-header-timeout']),
-      shutdownIdleGraceMs: parseDuration(flags['shutdown-idle-grace']),
-      queueSize: flags['queue-size'],
-      queueTimeoutMs: parseDuration(flags['queue-timeout']),
-      clientBodyTimeoutMs: parseDuration(flags['client-body-timeout']),
-      requestBufferBytes: flags['request-buffer-size'],
-      sendTimeoutMs: parseDuration(flags['send-timeout']),
-      responseBufferBytes: flags['response-buffer-size'],
-    },
-  });
   const admin = createAdminServer({
     store,
     metrics,
@@ -349,7 +452,7 @@ export async function main(argv: string[]): Promise<void> {
     poolFile?.forget();
     void reloadConfig();
     void reloadKeys();
-    reloadStore();
+    reloadSessionStore();
   });
 
   let port: number;

@@ -18,7 +18,9 @@ export type TetherErrorCode =
   | 'TETHER_UPSTREAM_PROTOCOL'
   | 'TETHER_NO_TABLE'
   | 'TETHER_INVALID_CONFIG'
-  | 'TETHER_STALE_REVISION';
+  | 'TETHER_STALE_REVISION'
+  /** `--workers`: a worker did not take a table (exited, or no answer in time), so none did. */
+  | 'TETHER_WORKERS_UNAVAILABLE';
 
 export class TetherError extends Error {
   readonly code: TetherErrorCode;

@@ -3,6 +3,12 @@
  * Prometheus naming guide: `tether_proxy_` prefix, base units (seconds),
  * `_total` counters. No label ever holds a client address or a cookie value;
  * an endpoint's series are removed when it leaves the routing table.
+ *
+ * With `--workers N` every worker has its own registry and the primary's
+ * `/metrics` aggregates them (prom-client's `AggregatorRegistry.aggregate`):
+ * counters and histograms are summed, each gauge says how it is combined
+ * (its `aggregator`), and the routing-table series come from the primary
+ * alone (it decides swaps; workers do not set them).
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { FALLBACK_REASONS } from './routing/learn.ts';
@@ -67,18 +73,22 @@ export class ProxyMetrics {
   readonly openConnections = new Gauge({
     name: 'tether_proxy_open_connections',
     help: 'Client connections open to the proxy listener.',
+    aggregator: 'sum',
     registers: [this.registry],
   });
   readonly openWebSockets = new Gauge({
     name: 'tether_proxy_open_websockets',
     help: 'WebSocket connections being proxied, by pool.',
     labelNames: ['pool'] as const,
+    aggregator: 'sum',
     registers: [this.registry],
   });
   readonly tableRevision = new Gauge({
     name: 'tether_proxy_routing_table_revision',
     help: 'Revision of the routing table being served, by pool.',
     labelNames: ['pool'] as const,
+    // --workers: set by the primary only, once every worker serves the revision.
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly tableSwaps = new Counter({
@@ -101,14 +111,19 @@ export class ProxyMetrics {
   });
   readonly endpointHealthy = new Gauge({
     name: 'tether_proxy_endpoint_healthy',
-    help: '1 when the endpoint passes passive and active health, else 0.',
+    help: '1 when the endpoint passes passive and active health, else 0 (--workers: the share of workers that see it healthy).',
     labelNames: ['pool', 'endpoint'] as const,
+    // Passive health is per worker (nginx without a shared zone): the mean is the share
+    // of workers that would send to the endpoint, and stays 0 only when none would.
+    aggregator: 'average',
     registers: [this.registry],
   });
   readonly endpointDraining = new Gauge({
     name: 'tether_proxy_endpoint_draining',
     help: '1 while the endpoint drains (keeps its pins, takes no new ones).',
     labelNames: ['pool', 'endpoint'] as const,
+    // From the table, the same in every worker.
+    aggregator: 'max',
     registers: [this.registry],
   });
 
@@ -121,6 +136,8 @@ export class ProxyMetrics {
   readonly storeUp = new Gauge({
     name: 'tether_proxy_session_store_up',
     help: '1 while the session store is connected to a primary and its circuit breaker is closed; absent without --session-store.',
+    // --workers: 1 only while every worker's client is up (each has its own).
+    aggregator: 'min',
     registers: [],
   });
   readonly storeDuration = new Histogram({

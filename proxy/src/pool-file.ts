@@ -10,7 +10,7 @@ import { checkSpecDurations, stickyBackendPoolSchema } from './api/pool-spec.ts'
 import { buildRoutingTable, type RoutingTable } from './api/routing-table.ts';
 import { TetherError } from './errors.ts';
 import { proxySupportProblems } from './support.ts';
-import type { TableStore } from './table-store.ts';
+import type { OfferResult, TableSource } from './table-store.ts';
 
 /**
  * Parses a pool file's text into a routing table.
@@ -43,6 +43,15 @@ function invalid(message: string): TetherError {
   return new TetherError('TETHER_INVALID_CONFIG', message);
 }
 
+/**
+ * Where the pool file's tables go: a {@link TableStore} (one process), or
+ * the primary of `--workers`, whose offer resolves once every worker decided.
+ */
+export interface TableSink {
+  readonly current: { readonly revision: number } | undefined;
+  offer(table: RoutingTable, source: TableSource): OfferResult | Promise<OfferResult>;
+}
+
 /** What one reload of the pool file did. */
 export type ReloadResult = { outcome: 'swapped' | 'unchanged' } | { outcome: 'rejected'; error: TetherError };
 
@@ -53,10 +62,10 @@ export type ReloadResult = { outcome: 'swapped' | 'unchanged' } | { outcome: 're
  */
 export class PoolFileSource {
   readonly path: string;
-  private readonly store: TableStore;
+  private readonly store: TableSink;
   private lastDigest = '';
 
-  constructor(path: string, store: TableStore) {
+  constructor(path: string, store: TableSink) {
     this.path = path;
     this.store = store;
   }
@@ -84,12 +93,19 @@ export class PoolFileSource {
     if (digest === this.lastDigest) return { outcome: 'unchanged' };
     this.lastDigest = digest;
     try {
-      const result = this.store.offer(parsePoolFile(text, (this.store.current?.revision ?? 0) + 1), 'file');
+      const result = await this.store.offer(
+        parsePoolFile(text, (this.store.current?.revision ?? 0) + 1),
+        'file',
+      );
       if (!result.accepted)
         return {
           outcome: 'rejected',
           error: new TetherError(
-            result.reason === 'invalid' ? 'TETHER_INVALID_CONFIG' : 'TETHER_STALE_REVISION',
+            result.reason === 'invalid'
+              ? 'TETHER_INVALID_CONFIG'
+              : result.reason === 'unavailable'
+                ? 'TETHER_WORKERS_UNAVAILABLE'
+                : 'TETHER_STALE_REVISION',
             result.message,
           ),
         };

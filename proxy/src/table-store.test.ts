@@ -104,3 +104,63 @@ describe('TableStore.offer is all or nothing', () => {
     expect(served).toEqual([5, 7]);
   });
 });
+
+describe('TableStore.stage: the two phases of a swap across workers', () => {
+  function preparedStore() {
+    const log: string[] = [];
+    const store = new TableStore(
+      (t) => log.push(`swap ${t.revision}`),
+      (t) => ({
+        commit: () => log.push(`serve ${t.revision}`),
+        abort: () => log.push(`drop ${t.revision}`),
+      }),
+    );
+    return { store, log };
+  }
+
+  it('stage serves nothing; commit serves and reports the swap', () => {
+    const { store, log } = preparedStore();
+    store.offer(table(5), 'admin');
+    const before = store.current;
+    const staged = store.stage(table(6), 'admin');
+    expect(staged).toMatchObject({ accepted: true, changed: true });
+    expect(store.current).toBe(before);
+    expect(log).toEqual(['serve 5', 'swap 5']);
+    if (!staged.accepted) throw new Error('unreachable');
+    staged.commit();
+    staged.commit();
+    expect(store.current?.revision).toBe(6);
+    expect(log).toEqual(['serve 5', 'swap 5', 'serve 6', 'swap 6']);
+  });
+
+  it('abort drops what was prepared and leaves the served table as it was', () => {
+    const { store, log } = preparedStore();
+    store.offer(table(5), 'admin');
+    const before = store.current;
+    const staged = store.stage(table(6), 'admin');
+    if (!staged.accepted) throw new Error('unreachable');
+    staged.abort();
+    staged.commit(); // after abort: nothing
+    expect(store.current).toBe(before);
+    expect(log).toEqual(['serve 5', 'swap 5', 'drop 6']);
+    // The same revision can be offered again.
+    expect(store.offer(table(6), 'admin')).toMatchObject({ accepted: true, changed: true });
+  });
+
+  it('a refused table is never staged', () => {
+    const { store, log } = preparedStore();
+    store.offer(table(5), 'admin');
+    expect(store.stage(table(4), 'admin')).toMatchObject({ accepted: false, reason: 'stale' });
+    expect(log).toEqual(['serve 5', 'swap 5']);
+  });
+
+  it('committing a stage taken before another swap throws: swaps must be serialized', () => {
+    const { store } = preparedStore();
+    store.offer(table(5), 'admin');
+    const staged = store.stage(table(6), 'admin');
+    store.offer(table(7), 'admin');
+    if (!staged.accepted) throw new Error('unreachable');
+    expect(() => staged.commit()).toThrow(/staged over another table/);
+    expect(store.current?.revision).toBe(7);
+  });
+});

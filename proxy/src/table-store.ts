@@ -10,16 +10,44 @@ import { type CompiledTable, compileTable } from './routing/compiled-table.ts';
 /** Where a table came from: the pool file, or a PUT on the admin API. */
 export type TableSource = 'file' | 'admin';
 
+/**
+ * The answer to an offered table. `unavailable` only comes from `--workers`
+ * mode: a worker did not take the table (it exited or did not answer in
+ * time), so no worker took it.
+ */
 export type OfferResult =
   | { accepted: true; changed: boolean; table: CompiledTable }
-  | { accepted: false; reason: 'stale' | 'wrong_pool' | 'invalid'; message: string };
+  | { accepted: false; reason: 'stale' | 'wrong_pool' | 'invalid' | 'unavailable'; message: string };
+
+/**
+ * A table accepted by {@link TableStore.stage} and made ready to serve, not
+ * yet served: exactly one of `commit` (serve it) or `abort` (drop what was
+ * built for it) must follow. The first phase of a two-phase swap, so that
+ * several processes (`--workers`) swap all or none.
+ */
+export type StagedOffer = Extract<OfferResult, { accepted: true }> & {
+  /**
+   * Serves the table (when `changed`) and reports the swap.
+   * @throws {Error} when another table was swapped in since the stage (a caller's bug: swaps must be serialized).
+   */
+  commit(): void;
+  /** Drops what preparing the table built; the served table was never touched. */
+  abort(): void;
+};
+
+/** The two steps {@link PrepareTable} may return: serve the prepared table, or drop it. */
+export interface PreparedSwap {
+  commit(): void;
+  abort(): void;
+}
 
 /**
  * Builds what serving a table needs (pools, runtimes) without serving it,
- * and returns the step that serves it. Throws when the table cannot be
- * served; the step it returns must not throw.
+ * and returns the step that serves it (a function, or a {@link PreparedSwap}
+ * that can also be dropped). Throws when the table cannot be served; the
+ * steps it returns must not throw.
  */
-export type PrepareTable = (table: CompiledTable) => () => void;
+export type PrepareTable = (table: CompiledTable) => (() => void) | PreparedSwap;
 
 export class TableStore {
   private table: CompiledTable | undefined;
@@ -50,7 +78,20 @@ export class TableStore {
    *   one pool. The pool file may rename the pool (it is the whole config).
    */
   offer(next: RoutingTable, source: TableSource): OfferResult {
+    const staged = this.stage(next, source);
+    if (!staged.accepted) return staged;
+    staged.commit();
+    return { accepted: true, changed: staged.changed, table: staged.table };
+  }
+
+  /**
+   * The first phase of {@link offer}: decides and prepares everything that
+   * can fail, and serves nothing until `commit()`. The same rules as
+   * {@link offer}; an unchanged table's commit and abort do nothing.
+   */
+  stage(next: RoutingTable, source: TableSource): StagedOffer | Extract<OfferResult, { accepted: false }> {
     const cur = this.table;
+    const noop = (): void => {};
     if (cur !== undefined) {
       if (cur.pool !== next.pool && source === 'admin') {
         return {
@@ -68,7 +109,8 @@ export class TableStore {
           };
         }
         if (next.revision === cur.revision) {
-          if (isDeepStrictEqual(next, cur.source)) return { accepted: true, changed: false, table: cur };
+          if (isDeepStrictEqual(next, cur.source))
+            return { accepted: true, changed: false, table: cur, commit: noop, abort: noop };
           return {
             accepted: false,
             reason: 'stale',
@@ -79,10 +121,10 @@ export class TableStore {
     }
     // All or nothing: everything that can fail happens before the swap.
     let compiled: CompiledTable;
-    let serve: (() => void) | undefined;
+    let prepared: (() => void) | PreparedSwap | undefined;
     try {
       compiled = compileTable(next, cur, Date.now());
-      serve = this.prepare?.(compiled);
+      prepared = this.prepare?.(compiled);
     } catch (err) {
       return {
         accepted: false,
@@ -90,9 +132,26 @@ export class TableStore {
         message: `table cannot be applied: ${err instanceof Error ? err.message : String(err)}`,
       };
     }
-    this.table = compiled;
-    serve?.();
-    this.onSwap(compiled, source);
-    return { accepted: true, changed: true, table: compiled };
+    let done = false;
+    return {
+      accepted: true,
+      changed: true,
+      table: compiled,
+      commit: () => {
+        if (done) return;
+        if (this.table !== cur)
+          throw new Error(`revision ${compiled.revision} was staged over another table`);
+        done = true;
+        this.table = compiled;
+        if (typeof prepared === 'function') prepared();
+        else prepared?.commit();
+        this.onSwap(compiled, source);
+      },
+      abort: () => {
+        if (done) return;
+        done = true;
+        if (typeof prepared === 'object') prepared.abort();
+      },
+    };
   }
 }
