@@ -1,0 +1,141 @@
+/**
+ * The ratios `make bench` prints and saves, and the goals of issue 12 they
+ * are held to. Pure: computed from the figures of one run, so every ratio
+ * compares targets measured on the same machine minutes apart.
+ *
+ * Goals (issue 12): Tether ≥ 0.5 × HAProxy requests/s per core (also the
+ * floor BENCH_ENFORCE_FLOOR=1 enforces), ≥ 2.5 × each Node peer; at a fixed
+ * 50 % of HAProxy's saturated rate, Tether's p99 ≤ 2 × HAProxy's; workers
+ * scale ≥ 0.8 × N; RSS with 10,000 idle connections < 150 MB.
+ */
+import {
+  type MemoryRun,
+  type PacedRun,
+  PEERS,
+  type Ratio,
+  type ThroughputRun,
+  type WorkersResult,
+} from './results.ts';
+
+/** Tether/HAProxy requests/s below which BENCH_ENFORCE_FLOOR=1 fails the run. */
+export const FLOOR = 0.5;
+/** Tether/each Node peer requests/s, at least. */
+export const PEER_GOAL = 2.5;
+/** Tether p99 / HAProxy p99 at the same fixed rate, at most. */
+export const PACED_P99_GOAL = 2;
+/** Workers: requests/s with N workers over one worker, at least this × N. */
+export const WORKERS_EFFICIENCY_GOAL = 0.8;
+/** Tether's RSS with the idle connections, MB (10^6 bytes), below this. */
+export const MEMORY_GOAL_MB = 150;
+
+/** a / b, or null when either is missing or b is 0. */
+export function divide(a: number | undefined, b: number | undefined): number | null {
+  return a === undefined || b === undefined || b === 0 ? null : a / b;
+}
+
+function withGoal(name: string, value: number | null, op: '>=' | '<=' | '<', goal: number): Ratio {
+  const met = value !== null && (op === '>=' ? value >= goal : op === '<=' ? value <= goal : value < goal);
+  return { name, value, goal: { op, value: goal }, met };
+}
+
+/** What the ratios are computed from: the figures of one run (any may be empty). */
+export interface Figures {
+  readonly runs: readonly ThroughputRun[];
+  readonly paced: readonly PacedRun[];
+  readonly memory: readonly MemoryRun[];
+  readonly workers: WorkersResult;
+}
+
+/**
+ * Every ratio of one run, in print order: throughput (Tether/HAProxy with
+ * the floor, Tether/each peer, Tether/bare forwarder, and the context ones),
+ * paced p99, memory, workers. A ratio whose figures were not measured (a
+ * step left out, a target that failed) has value null; invalid runs (too many
+ * errors) count as not measured.
+ */
+export function computeRatios(f: Figures): Ratio[] {
+  const rps = (id: string): number | undefined => {
+    const r = f.runs.find((x) => x.id === id);
+    return r?.valid === true ? r.requestsPerS : undefined;
+  };
+  const out: Ratio[] = [];
+  for (const mode of ['new', 'pinned'] as const) {
+    const modeText = mode === 'new' ? 'new pin' : 'pinned';
+    const value = divide(rps(`tether-${mode}`), rps(`haproxy-${mode}`));
+    out.push({
+      ...withGoal(`tether/haproxy, ${modeText}`, value, '>=', FLOOR),
+      floor: FLOOR,
+      floorMet: value !== null && value >= FLOOR,
+    });
+  }
+  for (const peer of PEERS)
+    for (const mode of ['new', 'pinned'] as const)
+      out.push(
+        withGoal(
+          `tether/${peer.id}, ${mode === 'new' ? 'new pin' : 'pinned'}`,
+          divide(rps(`tether-${mode}`), rps(`${peer.id}-${mode}`)),
+          '>=',
+          PEER_GOAL,
+        ),
+      );
+  out.push(
+    { name: 'tether/bare forwarder, new pin', value: divide(rps('tether-new'), rps('bare-forwarder')) },
+    { name: 'tether/bare forwarder, pinned', value: divide(rps('tether-pinned'), rps('bare-forwarder')) },
+    { name: 'bare forwarder/haproxy', value: divide(rps('bare-forwarder'), rps('haproxy-new')) },
+    { name: 'tether/direct, new pin', value: divide(rps('tether-new'), rps('direct')) },
+    { name: 'haproxy/direct, new pin', value: divide(rps('haproxy-new'), rps('direct')) },
+  );
+
+  const p99 = (id: string) => f.paced.find((p) => p.id === id)?.latencyUs.p99;
+  if (f.paced.length > 0) {
+    out.push(
+      withGoal('paced p99 tether/haproxy', divide(p99('tether'), p99('haproxy')), '<=', PACED_P99_GOAL),
+    );
+    for (const peer of PEERS)
+      if (f.paced.some((p) => p.id === peer.id))
+        out.push({ name: `paced p99 ${peer.id}/haproxy`, value: divide(p99(peer.id), p99('haproxy')) });
+  }
+
+  const tetherMem = f.memory.find((m) => m.id === 'tether');
+  if (f.memory.length > 0) {
+    // A figure with fewer connections open than asked for says nothing about the goal.
+    const full =
+      tetherMem !== undefined && tetherMem.connections.openAtSample >= tetherMem.connections.wanted;
+    out.push(
+      withGoal(
+        `tether RSS MB, ${tetherMem?.connections.wanted ?? '?'} idle connections`,
+        full ? tetherMem.rssBytes / 1e6 : null,
+        '<',
+        MEMORY_GOAL_MB,
+      ),
+    );
+    const haproxyMem = f.memory.find((m) => m.id === 'haproxy');
+    if (haproxyMem !== undefined)
+      out.push({ name: 'tether/haproxy RSS', value: divide(tetherMem?.rssBytes, haproxyMem.rssBytes) });
+  }
+
+  if (f.workers.status === 'measured') {
+    const n = f.workers.maxWorkers;
+    out.push(
+      withGoal(
+        `workers ${n}/1 requests/s`,
+        f.workers.scaling,
+        '>=',
+        Math.round(WORKERS_EFFICIENCY_GOAL * n * 100) / 100,
+      ),
+    );
+  }
+  return out;
+}
+
+/** A ratio, its goal and verdict as one line's text: `0.42  goal >= 0.5: NOT met`. */
+export function describeRatio(r: Ratio): string {
+  const v = r.value === null ? '-' : r.value.toFixed(2);
+  if (r.goal === undefined) return v;
+  return `${v}  goal ${r.goal.op} ${r.goal.value}: ${r.met === true ? 'met' : 'NOT met'}`;
+}
+
+/** The ratios BENCH_ENFORCE_FLOOR=1 fails on: Tether/HAProxy below the floor, or not measured at all. */
+export function belowFloor(ratios: readonly Ratio[]): Ratio[] {
+  return ratios.filter((r) => r.floor !== undefined && r.floorMet !== true);
+}
