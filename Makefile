@@ -13,13 +13,13 @@ BENCH_DEBS := wrk haproxy nginx
 # The image test builds the Dockerfile without a Docker engine.
 IMAGE_DEBS := buildah debootstrap
 
-.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration test-image image bench faults-bench clean help
+.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration test-image image bench bench-readme faults-bench clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo   - run the sticky proxy on three local backends and print a report (no cluster)"
 	@echo "make test   - install what is needed, type-check, lint, run unit, integration and e2e tests"
-	@echo "other: build lint typecheck test-unit test-integration test-e2e bench tools cluster-up cluster-down clean"
+	@echo "other: build lint typecheck test-unit test-integration test-e2e bench bench-readme tools cluster-up cluster-down clean"
 	@echo "operator: manifests run bench-operator demo-cluster"
 
 # npm ci whenever the lock file changed; the marker keeps warm runs instant.
@@ -66,9 +66,16 @@ test-image: deps
 demo: deps
 	$(NODE) demo/run-demo.ts
 
+# Tether against HAProxy, the Node peers and a bare forwarder: throughput,
+# paced latency (vegeta, built by bench/ensure-vegeta.sh), memory, workers.
+# BENCH_ONLY=throughput,paced,memory,workers and the rest: see bench/run-bench.ts.
 bench: deps
 	@scripts/ensure-debs.sh $(BENCH_DEBS)
 	$(NODE) bench/run-bench.ts
+
+## bench-readme: the README's benchmark tables from bench/results/latest.json (the last make bench)
+bench-readme: deps
+	$(NODE) bench/render-readme.ts
 
 # Failed idempotent requests when an endpoint is SIGKILLed or races keep-alive
 # closes, ~100k requests a run (not in make test). FAULTS_RUNS, FAULTS_REQUESTS, …

@@ -108,3 +108,14 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
 export function reapedChildrenCpuSeconds(): number | undefined {
   return statSeconds('self', 13);
 }
+
+/** VmRSS of `/proc/<pid>/status`, in bytes, or `undefined` when the process or the line is gone. */
+export function rssBytes(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? undefined : Number(m[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}

@@ -3,8 +3,16 @@ import { fdsNeeded, hasWorkersFlag, parseNofileLimit } from './proxy-flags.ts';
 
 describe('hasWorkersFlag', () => {
   it.each([
-    { desc: "today's usage", help: 'usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT]\n  --listen  x', want: false },
-    { desc: 'in the usage line', help: 'usage: tether-proxy [--workers N|auto] [--listen HOST:PORT]', want: true },
+    {
+      desc: "today's usage",
+      help: 'usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT]\n  --listen  x',
+      want: false,
+    },
+    {
+      desc: 'in the usage line',
+      help: 'usage: tether-proxy [--workers N|auto] [--listen HOST:PORT]',
+      want: true,
+    },
     { desc: 'as an option line', help: '  --workers N    processes sharing the port', want: true },
     { desc: 'a longer flag is not it', help: '  --workers-restart-delay 1s', want: false },
     { desc: 'the unknown-option error', help: "tether-proxy: Unknown option '--workers'", want: false },

@@ -32,14 +32,14 @@ function paced(id: string, p99: number): PacedRun {
   };
 }
 
-function memory(id: string, rssMb: number, open = 10_000): MemoryRun {
+function memory(id: string, rssMb: number, open = 10_000, beforeMb = 60): MemoryRun {
   return {
     id,
     label: id,
     connections: { wanted: 10_000, answered: open, openAtSample: open },
-    rssBeforeBytes: 60e6,
+    rssBeforeBytes: beforeMb * 1e6,
     rssBytes: rssMb * 1e6,
-    perConnectionBytes: ((rssMb - 60) * 1e6) / open,
+    perConnectionBytes: ((rssMb - beforeMb) * 1e6) / open,
   };
 }
 
@@ -104,12 +104,13 @@ describe('computeRatios', () => {
       computeRatios({
         runs: [],
         paced: [],
-        memory: [memory('tether', 120), memory('haproxy', 40)],
+        memory: [memory('tether', 120), memory('haproxy', 40, 10_000, 10)],
         workers: skipped,
       }),
     );
     expect(ok.get('tether RSS MB, 10000 idle connections')).toMatchObject({ value: 120, met: true });
-    expect(ok.get('tether/haproxy RSS')?.value).toBeCloseTo(3);
+    // (120 − 60) MB / 10,000 = 6 kB against (40 − 10) MB / 10,000 = 3 kB.
+    expect(ok.get('tether/haproxy memory per idle connection')?.value).toBeCloseTo(2);
     const short = byName(
       computeRatios({ runs: [], paced: [], memory: [memory('tether', 100, 9_000)], workers: skipped }),
     );

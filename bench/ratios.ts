@@ -109,9 +109,13 @@ export function computeRatios(f: Figures): Ratio[] {
         MEMORY_GOAL_MB,
       ),
     );
+    // Per connection: HAProxy may hold fewer (it reserves two descriptors per connection under the same limit).
     const haproxyMem = f.memory.find((m) => m.id === 'haproxy');
     if (haproxyMem !== undefined)
-      out.push({ name: 'tether/haproxy RSS', value: divide(tetherMem?.rssBytes, haproxyMem.rssBytes) });
+      out.push({
+        name: 'tether/haproxy memory per idle connection',
+        value: divide(tetherMem?.perConnectionBytes ?? undefined, haproxyMem.perConnectionBytes ?? undefined),
+      });
   }
 
   if (f.workers.status === 'measured') {
