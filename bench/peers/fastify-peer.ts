@@ -20,7 +20,7 @@ const app = Fastify({ logger: false, keepAliveTimeout: 60_000 });
 await app.register(replyFrom, { undici: { connections: 128, pipelining: 1 } });
 // Bodies pass through as streams, whatever their type (reply-from's advice for a proxy).
 app.removeAllContentTypeParsers();
-app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
 app.all('/*', (req, reply) => {
   const choice = router.choose(req.headers.cookie);
