@@ -4,7 +4,7 @@
  * to a core, waiting for a process to serve, and the CPU time each used.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { type Child, describeExit } from '../tools/child-processes.ts';
 import { pollUntil } from '../tools/poll.ts';
 
@@ -99,6 +99,46 @@ function statSeconds(pid: number | 'self', field: 11 | 13): number | undefined {
  */
 export function cpuSeconds(pid: number | undefined): number | undefined {
   return pid === undefined ? undefined : statSeconds(pid, 11);
+}
+
+/** The pids of a process and all its live descendants (`/proc/<pid>/task/<tid>/children`), `pid` first. */
+export function processTree(pid: number): number[] {
+  const out: number[] = [];
+  const visit = (p: number, depth: number): void => {
+    out.push(p);
+    if (depth > 8) return;
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      return;
+    }
+    for (const tid of tasks) {
+      let children = '';
+      try {
+        children = readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const c of children.split(' ')) if (c.trim() !== '') visit(Number(c), depth + 1);
+    }
+  };
+  visit(pid, 0);
+  return out;
+}
+
+/**
+ * CPU time of a process and its live descendants (a proxy's `--workers`),
+ * in seconds, or `undefined` when the process itself is gone. A worker that
+ * exits between two readings takes its time with it: a bench window has none.
+ */
+export function treeCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  const own = cpuSeconds(pid);
+  if (own === undefined) return undefined;
+  return processTree(pid)
+    .slice(1)
+    .reduce((sum, p) => sum + (cpuSeconds(p) ?? 0), own);
 }
 
 /**

@@ -58,6 +58,7 @@ import {
   reapedChildrenCpuSeconds,
   rssBytes,
   TICKS_PER_S,
+  treeCpuSeconds,
   waitFor,
 } from './processes.ts';
 import { fdsNeeded, hasWorkersFlag, parseNofileLimit } from './proxy-flags.ts';
@@ -361,7 +362,7 @@ class Bench {
   private watchCpu(proxyPid: number | undefined): () => CpuWindow {
     const snapshot = () => ({
       at: performance.now(),
-      proxy: cpuSeconds(proxyPid),
+      proxy: treeCpuSeconds(proxyPid),
       nginx: cpuSeconds(this.nginx?.proc.pid),
       wrk: reapedChildrenCpuSeconds(),
       self: process.cpuUsage(),
@@ -867,7 +868,7 @@ class Bench {
       return;
     }
     const cpuList = Array.from({ length: WORKERS_MAX }, (_, i) => i).join(',');
-    const note = `tether-proxy pinned to cores ${cpuList}, wrk and nginx unpinned, new pins; rough on a 2-core machine`;
+    const note = `tether-proxy pinned to cores ${cpuList}, wrk and nginx on any core, new pins; rough on a 2-core machine`;
     process.stdout.write(`  workers: ${note}\n`);
     const nginx = this.nginx as Child;
     repin(nginx, cpuList);
