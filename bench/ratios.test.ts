@@ -18,7 +18,7 @@ const runs = [
   throughputRun('http-proxy-pinned', 4_000, { valid: false }),
 ];
 
-function paced(id: string, p99: number): PacedRun {
+function paced(id: string, p99: number, behind = false): PacedRun {
   return {
     id,
     label: id,
@@ -27,7 +27,7 @@ function paced(id: string, p99: number): PacedRun {
     requests: 160_000,
     success: 1,
     latencyUs: { mean: 500, p50: 400, p90: 800, p99, max: 9000 },
-    behind: false,
+    behind,
     disturbed: false,
   };
 }
@@ -97,6 +97,28 @@ describe('computeRatios', () => {
     });
     expect(rs.get('paced p99 fastify/haproxy')).toEqual({ name: 'paced p99 fastify/haproxy', value: 9 });
     expect(rs.has('paced p99 http-proxy/haproxy')).toBe(false);
+  });
+
+  it.each([
+    {
+      desc: 'Tether fell behind: not met, whatever its p99',
+      tether: true,
+      haproxy: false,
+      value: 0.5,
+      met: false,
+    },
+    { desc: 'HAProxy fell behind: no figure', tether: false, haproxy: true, value: null, met: false },
+    { desc: 'both kept the pace', tether: false, haproxy: false, value: 0.5, met: true },
+  ])('paced: $desc', ({ tether, haproxy, value, met }) => {
+    const rs = byName(
+      computeRatios({
+        runs: [],
+        paced: [paced('haproxy', 1000, haproxy), paced('tether', 500, tether)],
+        memory: [],
+        workers: skipped,
+      }),
+    );
+    expect(rs.get('paced p99 tether/haproxy')).toMatchObject({ value, met });
   });
 
   it('memory: RSS in MB under 150, and only when every connection was open', () => {

@@ -789,10 +789,16 @@ class Bench {
       };
       const errs =
         Array.isArray(ready.errors) && ready.errors.length > 0 ? `; errors: ${ready.errors.join(', ')}` : '';
+      const closed = Number(ready.answered) - openAtSample;
+      const lost =
+        closed > 0
+          ? `; ${fmtInt(closed)} answered connections were closed by the proxy before the reading ` +
+            '(its idle keep-alive timeout ran out while the rest were answered): the figure does not count for the goal'
+          : '';
       process.stdout.write(
         `connected in ${ready.connectMs} ms, answered in ${ready.ms} ms, ${fmtInt(openAtSample)} open: ` +
           `RSS ${fmtMb(before)} → ${fmtMb(rss)}` +
-          `${run.perConnectionBytes === null ? '' : ` (${(run.perConnectionBytes / 1024).toFixed(1)} KiB per connection)`}${errs}\n`,
+          `${run.perConnectionBytes === null ? '' : ` (${(run.perConnectionBytes / 1024).toFixed(1)} KiB per connection)`}${errs}${lost}\n`,
       );
       return run;
     } finally {
