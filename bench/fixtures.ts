@@ -38,7 +38,7 @@ export function benchResults(over: Partial<BenchResults> = {}): BenchResults {
       cpuModel: 'Test CPU',
       node: 'v24.21.0',
       nginx: 'nginx version: nginx/1.22.1',
-      haproxy: 'HAProxy version 2.6.12',
+      haproxy: 'HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/',
       wrk: 'wrk 4.1.0',
       vegeta: 'v12.13.0',
     },

@@ -52,6 +52,7 @@ describe('renderBenchSection', () => {
 
   it('says where and how it was measured', () => {
     expect(text).toMatch(/^One `make bench` run, 2026-11-27 19:00 UTC, 2 CPUs \(Test CPU\); Node v24\.21\.0/);
+    expect(text).toContain('Node v24.21.0, HAProxy 2.6.12, nginx 1.22.1, vegeta v12.13.0.');
     expect(text).toContain('`wrk -t1 -c64 -d8s --timeout 2s` after a 2 s warm-up');
     expect(text).toContain('each proxy pinned to core 0, wrk and nginx to core 1');
   });

@@ -19,6 +19,12 @@ function fmtMs(us: number): string {
   return `${(us / 1000).toFixed(2)} ms`;
 }
 
+/** `HAProxy 2.6.12` from `HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/`; the banner when it does not match. */
+function shortVersion(banner: string, re: RegExp, name: string): string {
+  const v = re.exec(banner)?.[1];
+  return v === undefined ? banner : `${name} ${v}`;
+}
+
 function fmtMb(bytes: number): string {
   return `${(bytes / 1e6).toFixed(1)} MB`;
 }
@@ -49,7 +55,7 @@ export function renderBenchSection(r: BenchResults): string {
       : `each proxy pinned to core ${r.settings.pinning.server}, wrk and nginx to core ${r.settings.pinning.load}`;
   const parts: string[] = [
     `One \`make bench\` run, ${r.finishedAt.slice(0, 16).replace('T', ' ')} UTC, ${m.cpus} CPUs (${m.cpuModel}); ` +
-      `Node ${m.node}, ${m.haproxy.replace(/ - .*/, '')}, ${m.nginx.replace(/^nginx version: /, '')}` +
+      `Node ${m.node}, ${shortVersion(m.haproxy, /HAProxy version (\d[\w.]*)/, 'HAProxy')}, ${shortVersion(m.nginx, /nginx\/(\S+)/, 'nginx')}` +
       `${m.vegeta === null ? '' : `, vegeta ${m.vegeta}`}. \`${r.settings.wrk}\` after a ${r.settings.warmupS} s warm-up, ${pin}.`,
   ];
   if (r.runs.length > 0) {
