@@ -37,6 +37,7 @@ function memory(id: string, rssMb: number, open = 10_000, beforeMb = 60): Memory
     id,
     label: id,
     connections: { wanted: 10_000, answered: open, openAtSample: open },
+    rssStartBytes: 50e6,
     rssBeforeBytes: beforeMb * 1e6,
     rssBytes: rssMb * 1e6,
     perConnectionBytes: ((rssMb - beforeMb) * 1e6) / open,

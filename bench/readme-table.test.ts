@@ -41,6 +41,7 @@ describe('renderBenchSection', () => {
         id: 'tether',
         label: 'tether-proxy',
         connections: { wanted: 10_000, answered: 10_000, openAtSample: 10_000 },
+        rssStartBytes: 60e6,
         rssBeforeBytes: 70e6,
         rssBytes: 131.2e6,
         perConnectionBytes: 6_120,
@@ -65,7 +66,7 @@ describe('renderBenchSection', () => {
   it('has the paced, memory and workers parts', () => {
     expect(text).toContain('vegeta at a fixed 20,000 req/s');
     expect(text).toContain('| haproxy | 20,000 | 100.0 % | 0.35 ms | 1.50 ms | 9.00 ms |');
-    expect(text).toContain('| tether-proxy | 10,000 | 70.0 MB | 131.2 MB | 6.0 KiB |');
+    expect(text).toContain('| tether-proxy | 10,000 | 60.0 MB | 70.0 MB | 131.2 MB | 6.0 KiB |');
     expect(text).toContain('Workers: skipped (test).');
   });
 

@@ -102,16 +102,17 @@ export function renderBenchSection(r: BenchResults): string {
         'each after one request:',
       markdownTable(
         [
-          ['proxy', 'open at reading', 'RSS before', 'RSS with them', 'per connection'],
+          ['proxy', 'open at reading', 'RSS at start', 'after warm-up', 'with them', 'per connection'],
           ...r.memory.map((x) => [
             x.label,
             fmtInt(x.connections.openAtSample),
+            x.rssStartBytes === null ? '-' : fmtMb(x.rssStartBytes),
             fmtMb(x.rssBeforeBytes),
             fmtMb(x.rssBytes),
             x.perConnectionBytes === null ? '-' : `${(x.perConnectionBytes / 1024).toFixed(1)} KiB`,
           ]),
         ],
-        'lrrrr',
+        'lrrrrr',
       ),
     );
   }

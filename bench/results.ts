@@ -88,7 +88,9 @@ export const memoryRunSchema = z.object({
   label: z.string(),
   /** Connections asked for, those that got their answer, and those still open when RSS was read. */
   connections: z.object({ wanted: z.number(), answered: z.number(), openAtSample: z.number() }),
-  /** VmRSS before the connections were opened (after the throughput runs, when measured). */
+  /** VmRSS right after start, before any traffic: what the process costs before it serves. */
+  rssStartBytes: z.number().nullable(),
+  /** VmRSS before the connections were opened, after a short wrk warm-up. */
   rssBeforeBytes: z.number(),
   /** VmRSS with the connections open and idle. */
   rssBytes: z.number(),

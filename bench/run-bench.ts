@@ -753,6 +753,7 @@ class Bench {
     port: number,
     pid: number | undefined,
     count: number,
+    rssStart: number | undefined,
   ): Promise<MemoryRun | undefined> {
     process.stdout.write(`  ${label}: ${fmtInt(count)} idle keep-alive connections ... `);
     await new Promise((r) => setTimeout(r, 500));
@@ -783,6 +784,7 @@ class Bench {
         id,
         label,
         connections: { wanted: count, answered: Number(ready.answered), openAtSample },
+        rssStartBytes: rssStart ?? null,
         rssBeforeBytes: before,
         rssBytes: rss,
         perConnectionBytes: openAtSample > 0 ? (rss - before) / openAtSample : null,
@@ -797,7 +799,7 @@ class Bench {
           : '';
       process.stdout.write(
         `connected in ${ready.connectMs} ms, answered in ${ready.ms} ms, ${fmtInt(openAtSample)} open: ` +
-          `RSS ${fmtMb(before)} → ${fmtMb(rss)}` +
+          `RSS ${rssStart === undefined ? '' : `${fmtMb(rssStart)} at start, `}${fmtMb(before)} after warm-up → ${fmtMb(rss)}` +
           `${run.perConnectionBytes === null ? '' : ` (${(run.perConnectionBytes / 1024).toFixed(1)} KiB per connection)`}${errs}${lost}\n`,
       );
       return run;
@@ -835,8 +837,16 @@ class Bench {
     }
     const proxy = await this.startTether({ name: 'tether-proxy (memory)' });
     try {
+      const start = rssBytes(proxy.child.proc.pid);
       await warm(`${proxy.url}/`);
-      const run = await this.holdIdle('tether', 'tether-proxy', proxy.port, proxy.child.proc.pid, count);
+      const run = await this.holdIdle(
+        'tether',
+        'tether-proxy',
+        proxy.port,
+        proxy.child.proc.pid,
+        count,
+        start,
+      );
       if (run !== undefined) this.memory.push(run);
     } finally {
       await this.stopTether(proxy);
@@ -846,9 +856,10 @@ class Bench {
     if (haproxyCount < 100) return;
     const { child, url } = await this.startHaproxy(haproxyCount + 50);
     try {
+      const start = rssBytes(child.proc.pid);
       await warm(url);
       const port = Number(new URL(url).port);
-      const run = await this.holdIdle('haproxy', 'haproxy', port, child.proc.pid, haproxyCount);
+      const run = await this.holdIdle('haproxy', 'haproxy', port, child.proc.pid, haproxyCount, start);
       if (run !== undefined) this.memory.push(run);
     } finally {
       await this.children.stop(child);
@@ -1044,11 +1055,12 @@ function printPaced(paced: PacedRun[]): void {
 function printMemory(memory: MemoryRun[]): void {
   if (memory.length === 0) return;
   const rows = [
-    ['memory', 'wanted', 'open at reading', 'RSS before', 'RSS with them', 'per connection'],
+    ['memory', 'wanted', 'open at reading', 'RSS at start', 'after warm-up', 'with them', 'per connection'],
     ...memory.map((m) => [
       m.label,
       fmtInt(m.connections.wanted),
       fmtInt(m.connections.openAtSample),
+      m.rssStartBytes === null ? '-' : fmtMb(m.rssStartBytes),
       fmtMb(m.rssBeforeBytes),
       fmtMb(m.rssBytes),
       m.perConnectionBytes === null ? '-' : `${(m.perConnectionBytes / 1024).toFixed(1)} KiB`,
