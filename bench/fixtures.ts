@@ -46,6 +46,7 @@ export function benchResults(over: Partial<BenchResults> = {}): BenchResults {
       wrk: 'wrk -t1 -c64 -d8s --timeout 2s',
       warmupS: 2,
       pinning: { server: 0, load: 1 },
+      nice: null,
       steps: ['throughput', 'paced', 'memory', 'workers'],
       pacedDurationS: 8,
       idleConnections: 10_000,

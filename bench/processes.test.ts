@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cpuSeconds, pinned, processTree, rssBytes, treeCpuSeconds } from './processes.ts';
+import { cpuSeconds, pinned, processTree, rssBytes, setNiceness, treeCpuSeconds } from './processes.ts';
 
 describe('pinned', () => {
   it.each([
@@ -8,6 +8,17 @@ describe('pinned', () => {
     { desc: 'a core: under taskset', cpu: 1, want: ['taskset', ['-c', '1', 'wrk', '-c', '64']] },
   ])('$desc', ({ cpu, want }) => {
     expect(pinned(cpu, 'wrk', ['-c', '64'])).toEqual(want);
+  });
+
+  it('puts nice in front when a niceness is set, and stops when unset', () => {
+    setNiceness(-5);
+    try {
+      expect(pinned('0,1', 'wrk', [])).toEqual(['nice', ['-n', '-5', 'taskset', '-c', '0,1', 'wrk']]);
+      expect(pinned(undefined, 'wrk', [])).toEqual(['nice', ['-n', '-5', 'wrk']]);
+    } finally {
+      setNiceness(undefined);
+    }
+    expect(pinned(undefined, 'wrk', [])).toEqual(['wrk', []]);
   });
 });
 

@@ -8,17 +8,33 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { type Child, describeExit } from '../tools/child-processes.ts';
 import { pollUntil } from '../tools/poll.ts';
 
+/** The niceness the bench's processes run at (BENCH_NICE); undefined: inherited. */
+let niceness: number | undefined;
+
 /**
- * The launcher that pins a command to core `cpu` (`taskset -c <cpu>`, put
- * before the command and its arguments), or none when `cpu` is undefined.
+ * Sets the niceness of every process started through {@link pinPrefix} and
+ * {@link pinned} from now on (`nice -n <n>`; below 0 needs root). On a shared
+ * machine a negative value keeps other people's work from landing in the
+ * figures, at their expense.
  */
-export function pinPrefix(cpu: number | undefined): string[] {
-  return cpu === undefined ? [] : ['taskset', '-c', String(cpu)];
+export function setNiceness(n: number | undefined): void {
+  niceness = n;
+}
+
+/**
+ * The launcher that pins a command to core(s) `cpu` (`taskset -c <cpu>`,
+ * put before the command and its arguments; `cpu` may be a list such as
+ * `0,1`), or none when `cpu` is undefined; under `nice -n` when
+ * {@link setNiceness} set one.
+ */
+export function pinPrefix(cpu: number | string | undefined): string[] {
+  const nice = niceness === undefined ? [] : ['nice', '-n', String(niceness)];
+  return cpu === undefined ? nice : [...nice, 'taskset', '-c', String(cpu)];
 }
 
 /** `command args` run under {@link pinPrefix}: `[command, args]` for a spawn. */
 export function pinned(
-  cpu: number | undefined,
+  cpu: number | string | undefined,
   command: string,
   args: readonly string[],
 ): [string, string[]] {

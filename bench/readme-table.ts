@@ -52,7 +52,8 @@ export function renderBenchSection(r: BenchResults): string {
   const pin =
     r.settings.pinning === null
       ? 'nothing pinned'
-      : `each proxy pinned to core ${r.settings.pinning.server}, wrk and nginx to core ${r.settings.pinning.load}`;
+      : `each proxy pinned to core ${r.settings.pinning.server}, wrk and nginx to core ${r.settings.pinning.load}` +
+        (r.settings.nice === null ? '' : `, all under \`nice -n ${r.settings.nice}\``);
   const parts: string[] = [
     `One \`make bench\` run, ${r.finishedAt.slice(0, 16).replace('T', ' ')} UTC, ${m.cpus} CPUs (${m.cpuModel}); ` +
       `Node ${m.node}, ${shortVersion(m.haproxy, /HAProxy version (\d[\w.]*)/, 'HAProxy')}, ${shortVersion(m.nginx, /nginx\/(\S+)/, 'nginx')}` +

@@ -144,6 +144,8 @@ export const benchResultsSchema = z.object({
     wrk: z.string(),
     warmupS: z.number(),
     pinning: z.object({ server: z.number(), load: z.number() }).nullable(),
+    /** BENCH_NICE: the niceness of the processes the bench started; null: inherited. */
+    nice: z.number().nullable(),
     /** The steps run (BENCH_ONLY). */
     steps: z.array(z.string()),
     pacedDurationS: z.number(),

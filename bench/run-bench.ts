@@ -30,6 +30,9 @@
  *   BENCH_PACED_RATE: a fixed rate, req/s, instead of 50 % of HAProxy's;
  *   BENCH_IDLE_CONNECTIONS (10000): the memory step's connections;
  *   BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1): the cores to pin to;
+ *   BENCH_NICE: run every process the bench starts under `nice -n` this
+ *     (e.g. -10, as root): on a shared machine, keeps other people's work
+ *     out of the figures (at their expense); inherited by default;
  *   BENCH_RETRIES (1): measure a target again when other processes on the
  *     machine disturbed the run (the least disturbed run is kept); at most
  *     MAX_RETRIES_PER_RUN such repeats in a whole run, to keep it short;
@@ -57,6 +60,7 @@ import {
   pinPrefix,
   reapedChildrenCpuSeconds,
   rssBytes,
+  setNiceness,
   TICKS_PER_S,
   treeCpuSeconds,
   waitFor,
@@ -117,6 +121,8 @@ interface Settings {
   /** BENCH_PACED_RATE, when set. */
   pacedRate: number | undefined;
   idleConnections: number;
+  /** BENCH_NICE, when set. */
+  nice: number | undefined;
   cpuProfile: boolean;
   enforceFloor: boolean;
 }
@@ -213,6 +219,10 @@ function readSettings(): Settings {
     pacedRate:
       rateText === undefined || rateText === '' ? undefined : integer('BENCH_PACED_RATE', 0, 1, 1_000_000),
     idleConnections: integer('BENCH_IDLE_CONNECTIONS', 10_000, 1, 50_000),
+    nice:
+      process.env.BENCH_NICE === undefined || process.env.BENCH_NICE === ''
+        ? undefined
+        : integer('BENCH_NICE', 0, -20, 19),
     tetherEntry: resolve(process.env.BENCH_TETHER_ENTRY || join(REPO, 'bin', 'tether-proxy.js')),
     cpuProfile: process.env.BENCH_CPU_PROF === '1',
     enforceFloor,
@@ -897,7 +907,7 @@ class Bench {
         const admin = `127.0.0.1:${await freePort()}`;
         const proxy = await this.startTether({
           name: `tether-proxy --workers ${n}`,
-          launcher: ['taskset', '-c', cpuList],
+          launcher: pinPrefix(cpuList),
           extraArgs: ['--workers', String(n), '--listen', listen, '--admin-listen', admin],
         });
         try {
@@ -1074,6 +1084,7 @@ function printMemory(memory: MemoryRun[]): void {
 async function main(): Promise<number> {
   checkNode();
   const s = readSettings();
+  setNiceness(s.nice);
   for (const [cmd, args] of [
     ['wrk', ['-v']],
     ['nginx', ['-v']],
@@ -1136,7 +1147,8 @@ async function main(): Promise<number> {
   const pinText =
     s.pin === undefined
       ? 'not pinned'
-      : `proxy (or nginx, direct) on core ${s.pin.server}; wrk, vegeta and, behind a proxy, nginx on core ${s.pin.load}`;
+      : `proxy (or nginx, direct) on core ${s.pin.server}; wrk, vegeta and, behind a proxy, nginx on core ${s.pin.load}` +
+        (s.nice === undefined ? '' : `; all under nice -n ${s.nice}`);
   process.stdout.write(
     `Tether bench (${s.steps.join(', ')}): wrk -t${s.threads} -c${s.connections} -d${s.durationS}s ` +
       `(warm-up ${s.warmupS}s), ${availableParallelism()} CPUs (${cpuModel})\n  ${pinText}\n` +
@@ -1182,6 +1194,7 @@ async function main(): Promise<number> {
       wrk: `wrk -t${s.threads} -c${s.connections} -d${s.durationS}s --timeout 2s`,
       warmupS: s.warmupS,
       pinning: s.pin ?? null,
+      nice: s.nice ?? null,
       steps: s.steps,
       pacedDurationS: s.pacedDurationS,
       idleConnections: s.idleConnections,
