@@ -69,9 +69,10 @@ demo: deps
 # Tether against HAProxy, the Node peers and a bare forwarder: throughput,
 # paced latency (vegeta, built by bench/ensure-vegeta.sh), memory, workers.
 # BENCH_ONLY=throughput,paced,memory,workers and the rest: see bench/run-bench.ts.
+# The memory step holds 10,000 connections: the soft open-file limit goes up to the hard one.
 bench: deps
 	@scripts/ensure-debs.sh $(BENCH_DEBS)
-	$(NODE) bench/run-bench.ts
+	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; $(NODE) bench/run-bench.ts
 
 ## bench-readme: the README's benchmark tables from bench/results/latest.json (the last make bench)
 bench-readme: deps
