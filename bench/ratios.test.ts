@@ -138,6 +138,11 @@ describe('computeRatios', () => {
       computeRatios({ runs: [], paced: [], memory: [memory('tether', 100, 9_000)], workers: skipped }),
     );
     expect(short.get('tether RSS MB, 10000 idle connections')).toMatchObject({ value: null, met: false });
+    // Already above the goal with fewer open: a lower bound that shows the goal missed.
+    const over = byName(
+      computeRatios({ runs: [], paced: [], memory: [memory('tether', 350, 9_000)], workers: skipped }),
+    );
+    expect(over.get('tether RSS MB, 10000 idle connections')).toMatchObject({ value: 350, met: false });
   });
 
   it('workers: scaling against 0.8 × N; nothing when skipped', () => {
