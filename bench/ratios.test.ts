@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { benchResults, throughputRun } from './fixtures.ts';
 import { belowFloor, computeRatios, describeRatio, divide, FLOOR } from './ratios.ts';
-import type { MemoryRun, PacedRun } from './results.ts';
+import type { MemoryRun, PacedRun, Ratio } from './results.ts';
 
 const runs = [
   throughputRun('direct', 100_000),
@@ -69,6 +69,17 @@ describe('computeRatios', () => {
     });
     expect(rs.get('bare forwarder/haproxy')?.value).toBeCloseTo(0.625);
     expect(rs.get('tether/direct, new pin')?.value).toBeCloseTo(0.2);
+  });
+
+  it('a ratio over a disturbed run is marked, and says so in its text', () => {
+    const noisy = [
+      ...runs.filter((r) => r.id !== 'haproxy-new'),
+      throughputRun('haproxy-new', 40_000, { disturbed: true }),
+    ];
+    const rs = byName(computeRatios({ runs: noisy, paced: [], memory: [], workers: skipped }));
+    expect(rs.get('tether/haproxy, new pin')).toMatchObject({ value: 0.5, disturbed: true, floorMet: true });
+    expect(rs.get('tether/haproxy, pinned')?.disturbed).toBeUndefined();
+    expect(describeRatio(rs.get('bare forwarder/haproxy') as Ratio)).toBe('0.63 (disturbed)');
   });
 
   it('an invalid run (too many errors) counts as not measured', () => {

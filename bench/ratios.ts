@@ -54,36 +54,44 @@ export interface Figures {
  * errors) count as not measured.
  */
 export function computeRatios(f: Figures): Ratio[] {
+  const run = (id: string) => f.runs.find((x) => x.id === id);
   const rps = (id: string): number | undefined => {
-    const r = f.runs.find((x) => x.id === id);
+    const r = run(id);
     return r?.valid === true ? r.requestsPerS : undefined;
+  };
+  /** a/b of two throughput runs; marked disturbed when either run was. */
+  const ratioOf = (name: string, a: string, b: string, goal?: number): Ratio => {
+    const value = divide(rps(a), rps(b));
+    const r: Ratio = goal === undefined ? { name, value } : withGoal(name, value, '>=', goal);
+    if (run(a)?.disturbed === true || run(b)?.disturbed === true) r.disturbed = true;
+    return r;
   };
   const out: Ratio[] = [];
   for (const mode of ['new', 'pinned'] as const) {
-    const modeText = mode === 'new' ? 'new pin' : 'pinned';
-    const value = divide(rps(`tether-${mode}`), rps(`haproxy-${mode}`));
-    out.push({
-      ...withGoal(`tether/haproxy, ${modeText}`, value, '>=', FLOOR),
-      floor: FLOOR,
-      floorMet: value !== null && value >= FLOOR,
-    });
+    const r = ratioOf(
+      `tether/haproxy, ${mode === 'new' ? 'new pin' : 'pinned'}`,
+      `tether-${mode}`,
+      `haproxy-${mode}`,
+      FLOOR,
+    );
+    out.push({ ...r, floor: FLOOR, floorMet: r.value !== null && r.value >= FLOOR });
   }
   for (const peer of PEERS)
     for (const mode of ['new', 'pinned'] as const)
       out.push(
-        withGoal(
+        ratioOf(
           `tether/${peer.id}, ${mode === 'new' ? 'new pin' : 'pinned'}`,
-          divide(rps(`tether-${mode}`), rps(`${peer.id}-${mode}`)),
-          '>=',
+          `tether-${mode}`,
+          `${peer.id}-${mode}`,
           PEER_GOAL,
         ),
       );
   out.push(
-    { name: 'tether/bare forwarder, new pin', value: divide(rps('tether-new'), rps('bare-forwarder')) },
-    { name: 'tether/bare forwarder, pinned', value: divide(rps('tether-pinned'), rps('bare-forwarder')) },
-    { name: 'bare forwarder/haproxy', value: divide(rps('bare-forwarder'), rps('haproxy-new')) },
-    { name: 'tether/direct, new pin', value: divide(rps('tether-new'), rps('direct')) },
-    { name: 'haproxy/direct, new pin', value: divide(rps('haproxy-new'), rps('direct')) },
+    ratioOf('tether/bare forwarder, new pin', 'tether-new', 'bare-forwarder'),
+    ratioOf('tether/bare forwarder, pinned', 'tether-pinned', 'bare-forwarder'),
+    ratioOf('bare forwarder/haproxy', 'bare-forwarder', 'haproxy-new'),
+    ratioOf('tether/direct, new pin', 'tether-new', 'direct'),
+    ratioOf('haproxy/direct, new pin', 'haproxy-new', 'direct'),
   );
 
   // HAProxy falling behind means the load generator (or the machine) could not hold the rate: no
@@ -100,10 +108,18 @@ export function computeRatios(f: Figures): Ratio[] {
       PACED_P99_GOAL,
     );
     if (f.paced.find((p) => p.id === 'tether')?.behind === true) tether.met = false;
-    out.push(tether);
+    const disturbed = (id: string) =>
+      haproxyPaced?.disturbed === true || f.paced.find((p) => p.id === id)?.disturbed === true
+        ? { disturbed: true }
+        : {};
+    out.push({ ...tether, ...disturbed('tether') });
     for (const peer of PEERS)
       if (f.paced.some((p) => p.id === peer.id))
-        out.push({ name: `paced p99 ${peer.id}/haproxy`, value: divide(p99(peer.id), p99('haproxy')) });
+        out.push({
+          name: `paced p99 ${peer.id}/haproxy`,
+          value: divide(p99(peer.id), p99('haproxy')),
+          ...disturbed(peer.id),
+        });
   }
 
   const tetherMem = f.memory.find((m) => m.id === 'tether');
@@ -144,9 +160,12 @@ export function computeRatios(f: Figures): Ratio[] {
   return out;
 }
 
-/** A ratio, its goal and verdict as one line's text: `0.42  goal >= 0.5: NOT met`. */
+/**
+ * A ratio, its goal and verdict as one line's text: `0.42  goal >= 0.5: NOT met`;
+ * `0.42 (disturbed)` when other processes disturbed one of its runs.
+ */
 export function describeRatio(r: Ratio): string {
-  const v = r.value === null ? '-' : r.value.toFixed(2);
+  const v = (r.value === null ? '-' : r.value.toFixed(2)) + (r.disturbed === true ? ' (disturbed)' : '');
   if (r.goal === undefined) return v;
   return `${v}  goal ${r.goal.op} ${r.goal.value}: ${r.met === true ? 'met' : 'NOT met'}`;
 }

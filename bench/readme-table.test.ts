@@ -71,7 +71,7 @@ describe('renderBenchSection', () => {
   });
 
   it('lists every ratio with its goal', () => {
-    expect(text).toContain('| tether/haproxy, new pin | 0.53 | >= 0.5: met |');
+    expect(text).toContain('| tether/haproxy, new pin | 0.53 (disturbed) | >= 0.5: met |');
     expect(text).toContain('| tether/fastify, new pin | - | >= 2.5: **not met** |');
     expect(text).toContain('| tether RSS MB, 10000 idle connections | 131.20 | < 150: met |');
   });

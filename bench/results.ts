@@ -122,6 +122,8 @@ export const ratioSchema = z.object({
   goal: z.object({ op: z.enum(['>=', '<=', '<']), value: z.number() }).optional(),
   /** Whether the goal was met; absent without a goal, false without a value. */
   met: z.boolean().optional(),
+  /** Other processes disturbed a run it is computed from (see ThroughputRun.disturbed): read it with care. */
+  disturbed: z.boolean().optional(),
   /** Set on the ratios BENCH_ENFORCE_FLOOR=1 holds to the floor (Tether/HAProxy). */
   floor: z.number().optional(),
   floorMet: z.boolean().optional(),
