@@ -63,7 +63,7 @@ export function computeRatios(f: Figures): Ratio[] {
   const ratioOf = (name: string, a: string, b: string, goal?: number): Ratio => {
     const value = divide(rps(a), rps(b));
     const r: Ratio = goal === undefined ? { name, value } : withGoal(name, value, '>=', goal);
-    if (run(a)?.disturbed === true || run(b)?.disturbed === true) r.disturbed = true;
+    if (value !== null && (run(a)?.disturbed === true || run(b)?.disturbed === true)) r.disturbed = true;
     return r;
   };
   const out: Ratio[] = [];
@@ -109,7 +109,8 @@ export function computeRatios(f: Figures): Ratio[] {
     );
     if (f.paced.find((p) => p.id === 'tether')?.behind === true) tether.met = false;
     const disturbed = (id: string) =>
-      haproxyPaced?.disturbed === true || f.paced.find((p) => p.id === id)?.disturbed === true
+      p99(id) !== undefined &&
+      (haproxyPaced?.disturbed === true || f.paced.find((p) => p.id === id)?.disturbed === true)
         ? { disturbed: true }
         : {};
     out.push({ ...tether, ...disturbed('tether') });
