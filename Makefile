@@ -15,13 +15,13 @@ STORE_DEBS := redis-server redis-sentinel
 # The image test builds the Dockerfile without a Docker engine.
 IMAGE_DEBS := buildah debootstrap
 
-.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration test-image image bench faults-bench bench-session-store clean help
+.PHONY: all deps debs demo build typecheck lint format test test-unit test-integration test-image image bench bench-readme faults-bench bench-session-store clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo   - run the sticky proxy on three local backends and print a report (no cluster)"
 	@echo "make test   - install what is needed, type-check, lint, run unit, integration and e2e tests"
-	@echo "other: build lint typecheck test-unit test-integration test-e2e bench tools cluster-up cluster-down clean"
+	@echo "other: build lint typecheck test-unit test-integration test-e2e bench bench-readme tools cluster-up cluster-down clean"
 	@echo "operator: manifests run bench-operator demo-cluster"
 
 # npm ci whenever the lock file changed; the marker keeps warm runs instant.
@@ -69,9 +69,17 @@ demo: deps
 	@scripts/ensure-debs.sh $(STORE_DEBS)
 	$(NODE) demo/run-demo.ts
 
+# Tether against HAProxy, the Node peers and a bare forwarder: throughput,
+# paced latency (vegeta, built by bench/ensure-vegeta.sh), memory, workers.
+# BENCH_ONLY=throughput,paced,memory,workers and the rest: see bench/run-bench.ts.
+# The memory step holds 10,000 connections: the soft open-file limit goes up to the hard one.
 bench: deps
 	@scripts/ensure-debs.sh $(BENCH_DEBS)
-	$(NODE) bench/run-bench.ts
+	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; $(NODE) bench/run-bench.ts
+
+## bench-readme: the README's benchmark tables from bench/results/latest.json (the last make bench)
+bench-readme: deps
+	$(NODE) bench/render-readme.ts
 
 # Failed idempotent requests when an endpoint is SIGKILLed or races keep-alive
 # closes, ~100k requests a run (not in make test). FAULTS_RUNS, FAULTS_REQUESTS, …

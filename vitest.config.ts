@@ -16,6 +16,7 @@ export default defineConfig({
             'test/cluster/**/*.test.ts',
             'tools/**/*.test.ts',
             'test/chart/**/*.test.ts',
+            'bench/**/*.test.ts',
           ],
           environment: 'node',
         },

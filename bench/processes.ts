@@ -4,21 +4,37 @@
  * to a core, waiting for a process to serve, and the CPU time each used.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { type Child, describeExit } from '../tools/child-processes.ts';
 import { pollUntil } from '../tools/poll.ts';
 
+/** The niceness the bench's processes run at (BENCH_NICE); undefined: inherited. */
+let niceness: number | undefined;
+
 /**
- * The launcher that pins a command to core `cpu` (`taskset -c <cpu>`, put
- * before the command and its arguments), or none when `cpu` is undefined.
+ * Sets the niceness of every process started through {@link pinPrefix} and
+ * {@link pinned} from now on (`nice -n <n>`; below 0 needs root). On a shared
+ * machine a negative value keeps other people's work from landing in the
+ * figures, at their expense.
  */
-export function pinPrefix(cpu: number | undefined): string[] {
-  return cpu === undefined ? [] : ['taskset', '-c', String(cpu)];
+export function setNiceness(n: number | undefined): void {
+  niceness = n;
+}
+
+/**
+ * The launcher that pins a command to core(s) `cpu` (`taskset -c <cpu>`,
+ * put before the command and its arguments; `cpu` may be a list such as
+ * `0,1`), or none when `cpu` is undefined; under `nice -n` when
+ * {@link setNiceness} set one.
+ */
+export function pinPrefix(cpu: number | string | undefined): string[] {
+  const nice = niceness === undefined ? [] : ['nice', '-n', String(niceness)];
+  return cpu === undefined ? nice : [...nice, 'taskset', '-c', String(cpu)];
 }
 
 /** `command args` run under {@link pinPrefix}: `[command, args]` for a spawn. */
 export function pinned(
-  cpu: number | undefined,
+  cpu: number | string | undefined,
   command: string,
   args: readonly string[],
 ): [string, string[]] {
@@ -101,10 +117,61 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
   return pid === undefined ? undefined : statSeconds(pid, 11);
 }
 
+/** The pids of a process and all its live descendants (`/proc/<pid>/task/<tid>/children`), `pid` first. */
+export function processTree(pid: number): number[] {
+  const out: number[] = [];
+  const visit = (p: number, depth: number): void => {
+    out.push(p);
+    if (depth > 8) return;
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      return;
+    }
+    for (const tid of tasks) {
+      let children = '';
+      try {
+        children = readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const c of children.split(' ')) if (c.trim() !== '') visit(Number(c), depth + 1);
+    }
+  };
+  visit(pid, 0);
+  return out;
+}
+
+/**
+ * CPU time of a process and its live descendants (a proxy's `--workers`),
+ * in seconds, or `undefined` when the process itself is gone. A worker that
+ * exits between two readings takes its time with it: a bench window has none.
+ */
+export function treeCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  const own = cpuSeconds(pid);
+  if (own === undefined) return undefined;
+  return processTree(pid)
+    .slice(1)
+    .reduce((sum, p) => sum + (cpuSeconds(p) ?? 0), own);
+}
+
 /**
  * CPU time of this process's children that have exited and been reaped.
  * wrk is such a child: the difference across one wrk run is wrk's CPU time.
  */
 export function reapedChildrenCpuSeconds(): number | undefined {
   return statSeconds('self', 13);
+}
+
+/** VmRSS of `/proc/<pid>/status`, in bytes, or `undefined` when the process or the line is gone. */
+export function rssBytes(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? undefined : Number(m[1]) * 1024;
+  } catch {
+    return undefined;
+  }
 }

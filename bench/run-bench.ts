@@ -1,22 +1,45 @@
 /**
- * `make bench`: Tether's proxy against HAProxy and against no proxy at all,
- * in one run, on one machine, under the same load.
+ * `make bench`: Tether's proxy against HAProxy, against the Node proxies
+ * users would otherwise pick, and against no proxy at all, in one run, on one
+ * machine, under the same load (issue 12).
  *
  * Three `return 200` backends (one nginx process) keep the endpoints cheap,
  * so what differs between targets is the proxy in the middle. Each proxy is
  * pinned to one core (one Node process against one HAProxy thread) and wrk
- * runs on the other, as in issue 2 §6. Figures go to stdout as a table and
- * to `bench/results/latest.json`.
+ * runs on the other, as in issue 2 §6. Figures go to stdout as tables and
+ * to `bench/results/latest.json`; `make bench-readme` renders the README's
+ * tables from that file.
+ *
+ * Steps (BENCH_ONLY picks some, comma-separated; all by default):
+ *   throughput  wrk, saturated: nginx direct, HAProxy `cookie insert`, Tether,
+ *               the bare undici forwarder, and the Node peers of bench/peers/
+ *               (fastify + reply-from, http-proxy-3, http-proxy), each new
+ *               pin (no cookie) and pinned (a valid cookie);
+ *   paced       vegeta at a fixed 50 % of HAProxy's saturated new-pin rate,
+ *               new pins, against HAProxy, Tether and the peers: p50/p99;
+ *   memory      VmRSS of a fresh Tether (and HAProxy) holding
+ *               BENCH_IDLE_CONNECTIONS idle keep-alive client connections;
+ *   workers     Tether with --workers 1 and 2 (when the flag exists), the
+ *               proxy on cores 0-1 and wrk unpinned: the scaling factor.
  *
  * Environment (all optional):
+ *   BENCH_ONLY (all): throughput,paced,memory,workers;
  *   BENCH_DURATION (8s), BENCH_WARMUP (2s; 0 for none), BENCH_CONNECTIONS (64),
  *   BENCH_THREADS (1): wrk's settings;
+ *   BENCH_PACED_DURATION (8s): each vegeta run (after a 1 s paced warm-up);
+ *   BENCH_PACED_RATE: a fixed rate, req/s, instead of 50 % of HAProxy's;
+ *   BENCH_IDLE_CONNECTIONS (10000): the memory step's connections;
  *   BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1): the cores to pin to;
+ *   BENCH_NICE: run every process the bench starts under `nice -n` this
+ *     (e.g. -10, as root): on a shared machine, keeps other people's work
+ *     out of the figures (at their expense); inherited by default;
  *   BENCH_RETRIES (1): measure a target again when other processes on the
- *     machine disturbed the run (the least disturbed run is kept);
+ *     machine disturbed the run (the least disturbed run is kept); at most
+ *     MAX_RETRIES_PER_RUN such repeats in a whole run, to keep it short;
  *   BENCH_TETHER_ENTRY: another tether-proxy entry script, to compare a build;
  *   BENCH_CPU_PROF=1: write a V8 CPU profile of the proxy to bench/results/;
- *   BENCH_ENFORCE_FLOOR=1: exit 1 when Tether/HAProxy is below the 0.3 floor.
+ *   BENCH_ENFORCE_FLOOR=1: exit 1 when Tether/HAProxy is below the 0.5 floor
+ *     (new pin or pinned), or was not measured.
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -24,10 +47,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Child, ChildProcesses, parseJsonLine } from '../tools/child-processes.ts';
+import { type Child, ChildProcesses, parseJsonLine, waitForLine } from '../tools/child-processes.ts';
 import { freePort } from '../tools/free-port.ts';
 import { httpGet, setCookieValue } from '../tools/http-get.ts';
-import { startTetherProxy } from '../tools/tether-proxy-process.ts';
+import { startTetherProxy, type TetherProxy } from '../tools/tether-proxy-process.ts';
 import { type BenchBackend, haproxyConfig, nginxConfig, poolYaml } from './configs.ts';
 import {
   cpuSeconds,
@@ -36,14 +59,30 @@ import {
   pinned,
   pinPrefix,
   reapedChildrenCpuSeconds,
+  rssBytes,
+  setNiceness,
   TICKS_PER_S,
+  treeCpuSeconds,
   waitFor,
 } from './processes.ts';
+import { fdsNeeded, hasWorkersFlag, parseNofileLimit } from './proxy-flags.ts';
+import { belowFloor, computeRatios, describeRatio, FLOOR } from './ratios.ts';
+import {
+  type BenchResults,
+  type MemoryRun,
+  type PacedRun,
+  PEERS,
+  type PeerTarget,
+  parseSteps,
+  RESULTS_SCHEMA_VERSION,
+  type Step,
+  type ThroughputRun,
+  type WorkersResult,
+} from './results.ts';
+import { ensureVegeta, runVegeta } from './vegeta.ts';
+import { isBehind, pacedRate } from './vegeta-report.ts';
 import { runWrk, type WrkResult } from './wrk.ts';
 
-/** Tether/HAProxy throughput: the floor issue 2 sets, and the aim. */
-const FLOOR = 0.3;
-const AIM = 0.5;
 /** More errors than this share of requests makes a run's figures worthless. */
 const MAX_ERROR_SHARE = 0.01;
 /** Limit on one check request (is a target up, does it pin), ms. */
@@ -52,11 +91,22 @@ const CHECK_TIMEOUT_MS = 2_000;
 const NOISY_OTHER_PCT = 15;
 /** How long to wait for a quiet moment before each measurement, at most. */
 const QUIET_WAIT_MS = 3_000;
+/** Repeats of disturbed measurements in one whole run, at most: keeps `make bench` near 6 minutes. */
+const MAX_RETRIES_PER_RUN = 4;
+/** The paced rate, as a share of HAProxy's saturated new-pin requests/s (issue 12). */
+const PACED_SHARE = 0.5;
+/** The paced warm-up before each measured vegeta run, s: new connections and vegeta's workers settle. */
+const PACED_WARMUP_S = 1;
+/** Source addresses the idle connections are spread over (each has its own ephemeral ports). */
+const IDLE_SOURCES = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'];
+/** Workers step: the most workers measured (issue 12 reports 1 and 2 on this 2-core machine). */
+const WORKERS_MAX = 2;
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS_DIR = join(REPO, 'bench', 'results');
 
 interface Settings {
+  steps: Step[];
   durationS: number;
   warmupS: number;
   connections: number;
@@ -67,11 +117,17 @@ interface Settings {
   tetherEntry: string;
   /** Extra measurements of a target when other processes disturbed one. */
   retries: number;
+  pacedDurationS: number;
+  /** BENCH_PACED_RATE, when set. */
+  pacedRate: number | undefined;
+  idleConnections: number;
+  /** BENCH_NICE, when set. */
+  nice: number | undefined;
   cpuProfile: boolean;
   enforceFloor: boolean;
 }
 
-/** One measured target. */
+/** One measured target, as kept in memory (the JSON form is {@link ThroughputRun}). */
 interface RunRecord {
   id: string;
   label: string;
@@ -98,8 +154,8 @@ interface CpuWindow {
   cores: number[];
 }
 
-function isDisturbed(r: RunRecord): boolean {
-  return (r.cpu.other ?? 0) > NOISY_OTHER_PCT;
+function isDisturbed(cpu: CpuWindow): boolean {
+  return (cpu.other ?? 0) > NOISY_OTHER_PCT;
 }
 
 function fail(message: string): never {
@@ -130,6 +186,12 @@ function integer(name: string, fallback: number, min: number, max: number): numb
 }
 
 function readSettings(): Settings {
+  let steps: Step[];
+  try {
+    steps = parseSteps(process.env.BENCH_ONLY);
+  } catch (err) {
+    fail((err as Error).message);
+  }
   const threads = integer('BENCH_THREADS', 1, 1, 64);
   const connections = integer('BENCH_CONNECTIONS', 64, threads, 10_000);
   const cpus = availableParallelism();
@@ -141,26 +203,39 @@ function readSettings(): Settings {
     process.stderr.write('bench: taskset missing (util-linux): nothing pinned\n');
   else if (server === load) fail('BENCH_PROXY_CPU and BENCH_LOAD_CPU must differ');
   else pin = { server, load };
+  const rateText = process.env.BENCH_PACED_RATE;
+  const enforceFloor = process.env.BENCH_ENFORCE_FLOOR === '1';
+  if (enforceFloor && !steps.includes('throughput'))
+    fail('BENCH_ENFORCE_FLOOR=1 needs the throughput step (BENCH_ONLY leaves it out)');
   return {
+    steps,
     durationS: seconds('BENCH_DURATION', '8s', 1),
     warmupS: seconds('BENCH_WARMUP', '2s', 0),
     connections,
     threads,
     pin,
     retries: integer('BENCH_RETRIES', 1, 0, 5),
+    pacedDurationS: seconds('BENCH_PACED_DURATION', '8s', 1),
+    pacedRate:
+      rateText === undefined || rateText === '' ? undefined : integer('BENCH_PACED_RATE', 0, 1, 1_000_000),
+    idleConnections: integer('BENCH_IDLE_CONNECTIONS', 10_000, 1, 50_000),
+    nice:
+      process.env.BENCH_NICE === undefined || process.env.BENCH_NICE === ''
+        ? undefined
+        : integer('BENCH_NICE', 0, -20, 19),
     tetherEntry: resolve(process.env.BENCH_TETHER_ENTRY || join(REPO, 'bin', 'tether-proxy.js')),
     cpuProfile: process.env.BENCH_CPU_PROF === '1',
-    enforceFloor: process.env.BENCH_ENFORCE_FLOOR === '1',
+    enforceFloor,
   };
 }
 
-/** Moves a running process (all its threads) to another core. */
-function repin(child: Child, cpu: number | undefined): void {
-  if (cpu === undefined || child.proc.pid === undefined) return;
-  const r = spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(child.proc.pid)], {
+/** Moves a running process (all its threads) to other cores (`0` or `0,1`). */
+function repin(child: Child, cpus: number | string | undefined): void {
+  if (cpus === undefined || child.proc.pid === undefined) return;
+  const r = spawnSync('taskset', ['-a', '-p', '-c', String(cpus), String(child.proc.pid)], {
     stdio: 'ignore',
   });
-  if (r.status !== 0) throw new Error(`taskset could not move ${child.name} to core ${cpu}`);
+  if (r.status !== 0) throw new Error(`taskset could not move ${child.name} to core(s) ${cpus}`);
 }
 
 /** Per core, from /proc/stat, in clock ticks: time in tasks, time busy at all, and total. */
@@ -210,19 +285,57 @@ async function expectBackendAnswer(
   return { ...res, id };
 }
 
+/**
+ * Checks the affinity job of a target before it is measured: a request
+ * without cookie gets cookie `name` back, and a request with it goes to the
+ * same backend. Returns the `name=value` pair, for the pinned measurement.
+ */
+async function checkCookieJob(
+  what: string,
+  url: string,
+  backends: readonly BenchBackend[],
+  name: string,
+): Promise<{ cookie: string; id: string; hitSetsCookie: boolean }> {
+  const first = await expectBackendAnswer(what, url, backends);
+  const cookie = cookieFrom(first.headers, name);
+  if (cookie === undefined) throw new Error(`${what}: a request without cookie got no ${name} cookie back`);
+  const hit = await expectBackendAnswer(`${what} (with cookie)`, url, backends, { cookie });
+  if (hit.id !== first.id)
+    throw new Error(`${what}: ${name} cookie pinned ${first.id} but the next request went to ${hit.id}`);
+  return { cookie, id: first.id, hitSetsCookie: cookieFrom(hit.headers, name) !== undefined };
+}
+
+/** Soft `Max open files` of this process (children inherit it). */
+function ownNofileLimit(): number {
+  return parseNofileLimit(safeRead('/proc/self/limits'))?.soft ?? Number.POSITIVE_INFINITY;
+}
+
 class Bench {
   readonly children = new ChildProcesses();
   readonly dir = mkdtempSync(join(tmpdir(), 'tether-bench-'));
   readonly runs: RunRecord[] = [];
+  readonly paced: PacedRun[] = [];
+  readonly memory: MemoryRun[] = [];
+  workers: WorkersResult = { status: 'skipped', reason: 'not selected (BENCH_ONLY)' };
+  vegeta: string | undefined;
   private readonly s: Settings;
   private nginx: Child | undefined;
+  private backends: BenchBackend[] = [];
+  private retriesLeft = MAX_RETRIES_PER_RUN;
+  /** The paced step's rate, once known (HAProxy's saturated new-pin rate × 0.5, or BENCH_PACED_RATE). */
+  private rate: number | undefined;
 
   constructor(settings: Settings) {
     this.s = settings;
+    this.rate = settings.pacedRate;
+  }
+
+  private has(step: Step): boolean {
+    return this.s.steps.includes(step);
   }
 
   /** Starts the nginx backends and waits until each answers. */
-  async startBackends(): Promise<BenchBackend[]> {
+  async startBackends(): Promise<void> {
     const backends: BenchBackend[] = [];
     for (let i = 1; i <= 3; i++) backends.push({ id: `be-${i}`, port: await freePort() });
     const conf = join(this.dir, 'nginx.conf');
@@ -248,7 +361,7 @@ class Bench {
         this.nginx,
       );
     }
-    return backends;
+    this.backends = backends;
   }
 
   /**
@@ -259,7 +372,7 @@ class Bench {
   private watchCpu(proxyPid: number | undefined): () => CpuWindow {
     const snapshot = () => ({
       at: performance.now(),
-      proxy: cpuSeconds(proxyPid),
+      proxy: treeCpuSeconds(proxyPid),
       nginx: cpuSeconds(this.nginx?.proc.pid),
       wrk: reapedChildrenCpuSeconds(),
       self: process.cpuUsage(),
@@ -315,10 +428,11 @@ class Bench {
   }
 
   /**
-   * Warms a target up, then measures it; measures again (up to
-   * BENCH_RETRIES times) while other processes disturbed the run, and keeps
-   * the least disturbed run. `server` is the process on the measured core
-   * (the proxy, or nginx itself for the direct run).
+   * Warms a target up, then measures it with wrk; measures again (up to
+   * BENCH_RETRIES times, and {@link MAX_RETRIES_PER_RUN} in the whole run)
+   * while other processes disturbed the run, and keeps the least disturbed
+   * run. `server` is the process on the measured core (the proxy, or nginx
+   * itself for the direct run). `wrkCpu`: where wrk runs (the load core by default).
    */
   async measure(
     id: string,
@@ -327,20 +441,15 @@ class Bench {
     url: string,
     headers: string[],
     server: Child | undefined,
+    wrkCpu: number | undefined = this.s.pin?.load,
   ): Promise<RunRecord> {
-    const wrk = {
-      url,
-      threads: this.s.threads,
-      connections: this.s.connections,
-      headers,
-      cpu: this.s.pin?.load,
-    };
+    const wrk = { url, threads: this.s.threads, connections: this.s.connections, headers, cpu: wrkCpu };
     const proxyPid = server === this.nginx ? undefined : server?.proc.pid;
     process.stdout.write(`  ${label}: warm-up ${this.s.warmupS}s, measure ${this.s.durationS}s ... `);
     // Warm-up: JIT, connection pools and nginx's worker caches settle before anything counts.
     if (this.s.warmupS > 0) await runWrk(this.children, { ...wrk, durationS: this.s.warmupS });
     let best: RunRecord | undefined;
-    for (let attempt = 1; attempt <= 1 + this.s.retries; attempt++) {
+    for (let attempt = 1; ; attempt++) {
       await this.quietMoment(proxyPid);
       const end = this.watchCpu(proxyPid);
       const result = await runWrk(this.children, { ...wrk, durationS: this.s.durationS });
@@ -362,7 +471,8 @@ class Bench {
       best.attempts = attempt;
       const errs = result.errors.total > 0 ? `, errors ${errorText(result)}` : '';
       process.stdout.write(`${fmtInt(result.requestsPerS)} req/s${errs}`);
-      if (!isDisturbed(record) || attempt > this.s.retries) break;
+      if (!isDisturbed(record.cpu) || attempt > this.s.retries || this.retriesLeft <= 0) break;
+      this.retriesLeft--;
       process.stdout.write(` (disturbed: other processes used ${fmtPct(cpu.other)} of a core), again ... `);
     }
     process.stdout.write('\n');
@@ -371,8 +481,63 @@ class Bench {
     return kept;
   }
 
-  async direct(backends: BenchBackend[]): Promise<void> {
-    const b = backends[0] as BenchBackend;
+  /**
+   * vegeta at the paced rate against `url` (new pins: no cookie): a short
+   * paced warm-up, then the measured run. Needs the rate (HAProxy first).
+   */
+  async measurePaced(id: string, label: string, url: string, server: Child): Promise<void> {
+    const rate = this.rate;
+    const bin = this.vegeta;
+    if (rate === undefined || bin === undefined) {
+      process.stdout.write(
+        `  ${label}, paced: skipped (no rate: HAProxy's saturated rate was not measured)\n`,
+      );
+      return;
+    }
+    const cpu = this.s.pin?.load;
+    process.stdout.write(`  ${label}, paced ${fmtInt(rate)} req/s for ${this.s.pacedDurationS}s ... `);
+    await runVegeta(this.children, {
+      bin,
+      url,
+      rate,
+      durationS: PACED_WARMUP_S,
+      cpu,
+      dir: this.dir,
+      name: `${id}-warmup`,
+    });
+    await this.quietMoment(server.proc.pid);
+    const end = this.watchCpu(server.proc.pid);
+    const v = await runVegeta(this.children, {
+      bin,
+      url,
+      rate,
+      durationS: this.s.pacedDurationS,
+      cpu,
+      dir: this.dir,
+      name: id,
+    });
+    const cpuUse = end();
+    const run: PacedRun = {
+      id,
+      label,
+      rate,
+      achievedRate: v.achievedRate,
+      requests: v.requests,
+      success: v.success,
+      latencyUs: v.latencyUs,
+      behind: isBehind(rate, v.achievedRate),
+      disturbed: isDisturbed(cpuUse),
+    };
+    this.paced.push(run);
+    process.stdout.write(
+      `p50 ${fmtMs(v.latencyUs.p50)}, p99 ${fmtMs(v.latencyUs.p99)}, success ${(v.success * 100).toFixed(1)} %` +
+        `${run.behind ? `, FELL BEHIND (sent ${fmtInt(v.achievedRate)} req/s)` : ''}` +
+        `${v.errors.length > 0 ? `, errors: ${v.errors.join('; ')}` : ''}\n`,
+    );
+  }
+
+  async direct(): Promise<void> {
+    const b = this.backends[0] as BenchBackend;
     const nginx = this.nginx as Child;
     // Direct, nginx is the server under test: give it the measured core, as the proxies get.
     repin(nginx, this.s.pin?.server);
@@ -390,22 +555,34 @@ class Bench {
     }
   }
 
-  async tether(backends: BenchBackend[]): Promise<void> {
+  /** Starts tether-proxy on the measured core (or `launcher`), and waits until it is ready. */
+  private async startTether(
+    o: { launcher?: string[]; extraArgs?: string[]; profile?: boolean; name?: string } = {},
+  ): Promise<TetherProxy> {
     const pool = join(this.dir, 'pool.yaml');
     const keys = join(this.dir, 'cookie-keys');
-    writeFileSync(pool, poolYaml(backends));
+    writeFileSync(pool, poolYaml(this.backends));
     writeFileSync(keys, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
     const nodeArgs: string[] = [];
-    if (this.s.cpuProfile) {
+    if (o.profile === true) {
       mkdirSync(RESULTS_DIR, { recursive: true });
       nodeArgs.push('--cpu-prof', '--cpu-prof-dir', RESULTS_DIR);
     }
     const proxy = await startTetherProxy(this.children, {
+      name: o.name,
       entry: this.s.tetherEntry,
       nodeArgs,
-      launcher: pinPrefix(this.s.pin?.server),
+      launcher: o.launcher ?? pinPrefix(this.s.pin?.server),
       cwd: REPO,
-      args: ['--config', pool, '--cookie-keys-file', keys, '--shutdown-timeout', '2s'],
+      args: [
+        '--config',
+        pool,
+        '--cookie-keys-file',
+        keys,
+        '--shutdown-timeout',
+        '2s',
+        ...(o.extraArgs ?? []),
+      ],
     });
     await waitFor(
       `GET ${proxy.adminUrl}/readyz → 200`,
@@ -416,59 +593,65 @@ class Bench {
       10_000,
       proxy.child,
     );
-    const url = `${proxy.url}/`;
-    const first = await expectBackendAnswer('tether', url, backends);
-    const cookie = cookieFrom(first.headers, 'route');
-    if (cookie === undefined) throw new Error(`tether: a request without cookie got no route cookie back`);
-    const hit = await expectBackendAnswer('tether (with cookie)', url, backends, { cookie });
-    if (hit.id !== first.id)
-      throw new Error(`tether: the route cookie pinned ${first.id} but the next request went to ${hit.id}`);
-    const hitSetsCookie = cookieFrom(hit.headers, 'route') !== undefined;
+    return proxy;
+  }
 
-    await this.measure(
-      'tether-new',
-      'tether, new pin',
-      'wrk sends no cookie: every request is a new pin and every answer carries a signed Set-Cookie',
-      url,
-      [],
-      proxy.child,
-    );
-    await this.measure(
-      'tether-pinned',
-      'tether, pinned',
-      `wrk sends a valid route cookie (pinned to ${first.id}): the cookie is verified, no new pin` +
-        (hitSetsCookie ? '; the answer still sets a cookie' : ', no Set-Cookie'),
-      url,
-      [`Cookie: ${cookie}`],
-      proxy.child,
-    );
-    // A graceful stop: the proxy writes its CPU profile on exit.
+  /** Stops a proxy gracefully and prints the warnings and errors it logged. */
+  private async stopTether(proxy: TetherProxy): Promise<void> {
     await proxy.stop(5_000);
     const complaints = proxy.logs.filter((line) => {
       const level = parseJsonLine(line)?.level;
       return level === 'warn' || level === 'error';
     });
-    if (this.s.cpuProfile)
-      process.stdout.write(`  CPU profile of tether-proxy: ${RESULTS_DIR}/CPU.*.cpuprofile (newest)\n`);
     if (complaints.length > 0) {
       process.stdout.write(`  tether-proxy logged ${complaints.length} warning/error line(s), first ones:\n`);
       for (const c of complaints.slice(0, 5)) process.stdout.write(`    ${c}\n`);
     }
   }
 
+  async tether(): Promise<void> {
+    const proxy = await this.startTether({ profile: this.s.cpuProfile });
+    const url = `${proxy.url}/`;
+    const job = await checkCookieJob('tether', url, this.backends, 'route');
+    if (this.has('throughput')) {
+      await this.measure(
+        'tether-new',
+        'tether, new pin',
+        'wrk sends no cookie: every request is a new pin and every answer carries a signed Set-Cookie',
+        url,
+        [],
+        proxy.child,
+      );
+      await this.measure(
+        'tether-pinned',
+        'tether, pinned',
+        `wrk sends a valid route cookie (pinned to ${job.id}): the cookie is verified, no new pin` +
+          (job.hitSetsCookie ? '; the answer still sets a cookie' : ', no Set-Cookie'),
+        url,
+        [`Cookie: ${job.cookie}`],
+        proxy.child,
+      );
+    }
+    if (this.has('paced')) await this.measurePaced('tether', 'tether', url, proxy.child);
+    // A graceful stop: the proxy writes its CPU profile on exit.
+    await this.stopTether(proxy);
+    if (this.s.cpuProfile)
+      process.stdout.write(`  CPU profile of tether-proxy: ${RESULTS_DIR}/CPU.*.cpuprofile (newest)\n`);
+  }
+
   /** The floor: a bare undici forwarder (see bare-forwarder.ts), round robin, no affinity. */
-  async bareForwarder(backends: BenchBackend[]): Promise<void> {
+  async bareForwarder(): Promise<void> {
     const port = await freePort();
     const [cmd, args] = pinned(this.s.pin?.server, process.execPath, [
       join(REPO, 'bench/bare-forwarder.ts'),
       String(port),
-      ...backends.map((b) => String(b.port)),
+      ...this.backends.map((b) => String(b.port)),
     ]);
     const bare = this.children.spawn('bare-forwarder', cmd, args, { cwd: REPO });
     const url = `http://127.0.0.1:${port}/`;
     await waitFor(
       `bare forwarder on 127.0.0.1:${port}`,
-      () => expectBackendAnswer('bare forwarder', url, backends),
+      () => expectBackendAnswer('bare forwarder', url, this.backends),
       10_000,
       bare,
     );
@@ -483,43 +666,277 @@ class Bench {
     await this.children.stop(bare);
   }
 
-  async haproxy(backends: BenchBackend[]): Promise<void> {
+  /** A Node peer of bench/peers/: the same route-cookie job, new pin and pinned, then paced. */
+  async peer(peer: PeerTarget): Promise<void> {
+    const port = await freePort();
+    const [cmd, args] = pinned(this.s.pin?.server, process.execPath, [
+      // http-proxy 1.18 warns about util._extend on every start: not what the bench is about.
+      '--no-deprecation',
+      join(REPO, peer.script),
+      String(port),
+      ...this.backends.map((b) => `${b.id}=${b.port}`),
+    ]);
+    const child = this.children.spawn(peer.id, cmd, args, { cwd: REPO });
+    const url = `http://127.0.0.1:${port}/`;
+    await waitForLine(child, 'it listened', 15_000, (line) =>
+      line === `listening ${port}` ? true : undefined,
+    );
+    const job = await checkCookieJob(peer.label, url, this.backends, 'route');
+    if (this.has('throughput')) {
+      await this.measure(
+        `${peer.id}-new`,
+        `${peer.id}, new pin`,
+        `${peer.label}: wrk sends no cookie, round robin and a plain Set-Cookie route=<endpoint> on every answer`,
+        url,
+        [],
+        child,
+      );
+      await this.measure(
+        `${peer.id}-pinned`,
+        `${peer.id}, pinned`,
+        `${peer.label}: wrk sends route=${job.id}, the cookie picks the endpoint, no Set-Cookie`,
+        url,
+        [`Cookie: ${job.cookie}`],
+        child,
+      );
+    }
+    if (this.has('paced')) await this.measurePaced(peer.id, peer.id, url, child);
+    await this.children.stop(child);
+  }
+
+  /** Starts HAProxy with `cookie SRV insert` on the measured core; returns it and its URL. */
+  private async startHaproxy(maxconn?: number): Promise<{ child: Child; url: string }> {
     const port = await freePort();
     const cfg = join(this.dir, 'haproxy.cfg');
-    writeFileSync(cfg, haproxyConfig(port, backends));
+    writeFileSync(cfg, haproxyConfig(port, this.backends, maxconn));
     // -db: stay in the foreground, no daemon, no master-worker; the bench owns the process.
     const [cmd, args] = pinned(this.s.pin?.server, 'haproxy', ['-db', '-f', cfg]);
-    const proxy = this.children.spawn('haproxy', cmd, args);
+    const child = this.children.spawn('haproxy', cmd, args);
     const url = `http://127.0.0.1:${port}/`;
-    const first = await waitFor(
+    await waitFor(
       `HAProxy on 127.0.0.1:${port}`,
-      () => expectBackendAnswer('haproxy', url, backends),
+      () => expectBackendAnswer('haproxy', url, this.backends),
       10_000,
-      proxy,
+      child,
     );
-    const cookie = cookieFrom(first.headers, 'SRV');
-    if (cookie === undefined) throw new Error('haproxy: a request without cookie got no SRV cookie back');
-    const hit = await expectBackendAnswer('haproxy (with cookie)', url, backends, { cookie });
-    if (hit.id !== first.id)
-      throw new Error(`haproxy: ${cookie} pinned ${first.id} but the next request went to ${hit.id}`);
+    return { child, url };
+  }
 
-    await this.measure(
-      'haproxy-new',
-      'haproxy, new pin',
-      'wrk sends no cookie: round robin, and every answer carries Set-Cookie SRV (cookie insert indirect nocache)',
-      url,
-      [],
-      proxy,
-    );
-    await this.measure(
-      'haproxy-pinned',
-      'haproxy, pinned',
-      `wrk sends ${cookie}: the cookie picks the server, no Set-Cookie`,
-      url,
-      [`Cookie: ${cookie}`],
-      proxy,
-    );
-    await this.children.stop(proxy);
+  /**
+   * HAProxy first: its saturated new-pin rate sets the paced rate. Measured
+   * new pin even when only the paced step runs, for that rate.
+   */
+  async haproxy(): Promise<void> {
+    const { child, url } = await this.startHaproxy();
+    const job = await checkCookieJob('haproxy', url, this.backends, 'SRV');
+    if (this.has('throughput') || (this.has('paced') && this.rate === undefined)) {
+      const run = await this.measure(
+        'haproxy-new',
+        'haproxy, new pin',
+        'wrk sends no cookie: round robin, and every answer carries Set-Cookie SRV (cookie insert indirect nocache)',
+        url,
+        [],
+        child,
+      );
+      if (this.rate === undefined && run.ok) this.rate = pacedRate(run.result.requestsPerS, PACED_SHARE);
+    }
+    if (this.has('throughput'))
+      await this.measure(
+        'haproxy-pinned',
+        'haproxy, pinned',
+        `wrk sends ${job.cookie}: the cookie picks the server, no Set-Cookie`,
+        url,
+        [`Cookie: ${job.cookie}`],
+        child,
+      );
+    if (this.has('paced')) await this.measurePaced('haproxy', 'haproxy', url, child);
+    await this.children.stop(child);
+  }
+
+  /**
+   * Opens the idle connections to `url`'s port, reads `pid`'s VmRSS with
+   * them open, then closes them. The client runs on the load core.
+   */
+  private async holdIdle(
+    id: string,
+    label: string,
+    port: number,
+    pid: number | undefined,
+    count: number,
+    rssStart: number | undefined,
+  ): Promise<MemoryRun | undefined> {
+    process.stdout.write(`  ${label}: ${fmtInt(count)} idle keep-alive connections ... `);
+    await new Promise((r) => setTimeout(r, 500));
+    const before = rssBytes(pid);
+    const [cmd, args] = pinned(this.s.pin?.load, process.execPath, [
+      join(REPO, 'bench/idle-clients.ts'),
+      '127.0.0.1',
+      String(port),
+      String(count),
+      IDLE_SOURCES.join(','),
+    ]);
+    const client = this.children.spawn(`${id}-idle-clients`, cmd, args, { cwd: REPO, stdin: 'pipe' });
+    try {
+      const ready = await waitForLine(client, 'its connections were open', 60_000, (line) => {
+        const rec = parseJsonLine(line);
+        return rec?.event === 'ready' ? rec : undefined;
+      });
+      const rss = rssBytes(pid);
+      const counted = waitForLine(client, 'the open count', 10_000, (line) => {
+        const rec = parseJsonLine(line);
+        return rec?.event === 'count' ? Number(rec.open) : undefined;
+      });
+      client.proc.stdin?.write('count\n');
+      const openAtSample = Math.min(Number(ready.open), await counted);
+      if (before === undefined || rss === undefined)
+        throw new Error(`${label}: no VmRSS in /proc/${pid}/status`);
+      const run: MemoryRun = {
+        id,
+        label,
+        connections: { wanted: count, answered: Number(ready.answered), openAtSample },
+        rssStartBytes: rssStart ?? null,
+        rssBeforeBytes: before,
+        rssBytes: rss,
+        perConnectionBytes: openAtSample > 0 ? (rss - before) / openAtSample : null,
+      };
+      const errs =
+        Array.isArray(ready.errors) && ready.errors.length > 0 ? `; errors: ${ready.errors.join(', ')}` : '';
+      const closed = Number(ready.answered) - openAtSample;
+      const lost =
+        closed > 0
+          ? `; ${fmtInt(closed)} answered connections were closed by the proxy before the reading ` +
+            '(its idle keep-alive timeout ran out while the rest were answered): the figure does not count for the goal'
+          : '';
+      process.stdout.write(
+        `connected in ${ready.connectMs} ms, answered in ${ready.ms} ms, ${fmtInt(openAtSample)} open: ` +
+          `RSS ${rssStart === undefined ? '' : `${fmtMb(rssStart)} at start, `}${fmtMb(before)} after warm-up → ${fmtMb(rss)}` +
+          `${run.perConnectionBytes === null ? '' : ` (${(run.perConnectionBytes / 1024).toFixed(1)} KiB per connection)`}${errs}${lost}\n`,
+      );
+      return run;
+    } finally {
+      client.proc.stdin?.end();
+      await this.children.stop(client, 5_000);
+    }
+  }
+
+  /**
+   * The memory step: a fresh Tether, warmed up by a short wrk run (so its
+   * pools and JIT are as after real traffic), then the idle connections;
+   * HAProxy the same way, with as many as its descriptor limit allows (it
+   * reserves two per connection).
+   */
+  async memoryStep(): Promise<void> {
+    const count = this.s.idleConnections;
+    const limit = ownNofileLimit();
+    const warm = async (url: string) => {
+      if (this.s.warmupS > 0)
+        await runWrk(this.children, {
+          url,
+          threads: this.s.threads,
+          connections: this.s.connections,
+          durationS: this.s.warmupS,
+          cpu: this.s.pin?.load,
+        });
+    };
+    if (limit < fdsNeeded(count)) {
+      process.stdout.write(
+        `  memory: skipped: open-file limit ${limit} is below the ${fdsNeeded(count)} needed ` +
+          `(raise it with \`ulimit -n\`, or lower BENCH_IDLE_CONNECTIONS)\n`,
+      );
+      return;
+    }
+    const proxy = await this.startTether({ name: 'tether-proxy (memory)' });
+    try {
+      const start = rssBytes(proxy.child.proc.pid);
+      await warm(`${proxy.url}/`);
+      const run = await this.holdIdle(
+        'tether',
+        'tether-proxy',
+        proxy.port,
+        proxy.child.proc.pid,
+        count,
+        start,
+      );
+      if (run !== undefined) this.memory.push(run);
+    } finally {
+      await this.stopTether(proxy);
+    }
+    // HAProxy sizes its descriptors as 2 × maxconn + a few; stay under the limit.
+    const haproxyCount = Math.min(count, Math.floor((limit - 200) / 2) - 100);
+    if (haproxyCount < 100) return;
+    const { child, url } = await this.startHaproxy(haproxyCount + 50);
+    try {
+      const start = rssBytes(child.proc.pid);
+      await warm(url);
+      const port = Number(new URL(url).port);
+      const run = await this.holdIdle('haproxy', 'haproxy', port, child.proc.pid, haproxyCount, start);
+      if (run !== undefined) this.memory.push(run);
+    } finally {
+      await this.children.stop(child);
+    }
+  }
+
+  /**
+   * The workers step: when tether-proxy has `--workers`, requests/s with 1
+   * and {@link WORKERS_MAX} workers, the proxy pinned to cores 0..N-1 and
+   * wrk unpinned (on 2 cores the load competes with the proxy: a rough figure).
+   */
+  async workersStep(): Promise<void> {
+    const help = spawnSync(process.execPath, [this.s.tetherEntry, '--help'], { encoding: 'utf8' });
+    if (!hasWorkersFlag(`${help.stdout ?? ''}${help.stderr ?? ''}`)) {
+      this.workers = { status: 'skipped', reason: 'tether-proxy has no --workers' };
+      process.stdout.write('  workers: skipped (tether-proxy has no --workers)\n');
+      return;
+    }
+    const cores = availableParallelism();
+    if (cores < WORKERS_MAX) {
+      this.workers = { status: 'skipped', reason: `${cores} CPU: nothing to scale to` };
+      process.stdout.write(`  workers: skipped (${cores} CPU)\n`);
+      return;
+    }
+    const cpuList = Array.from({ length: WORKERS_MAX }, (_, i) => i).join(',');
+    const note = `tether-proxy pinned to cores ${cpuList}, wrk and nginx on any core, new pins; rough on a 2-core machine`;
+    process.stdout.write(`  workers: ${note}\n`);
+    const nginx = this.nginx as Child;
+    repin(nginx, cpuList);
+    const runs: Array<{ workers: number; requestsPerS: number; valid: boolean }> = [];
+    try {
+      for (const n of [1, WORKERS_MAX]) {
+        // Explicit ports: workers sharing a port must all be told the same one.
+        const listen = `127.0.0.1:${await freePort()}`;
+        const admin = `127.0.0.1:${await freePort()}`;
+        const proxy = await this.startTether({
+          name: `tether-proxy --workers ${n}`,
+          launcher: pinPrefix(cpuList),
+          extraArgs: ['--workers', String(n), '--listen', listen, '--admin-listen', admin],
+        });
+        try {
+          const run = await this.measure(
+            `tether-workers-${n}`,
+            `tether --workers ${n}, new pin`,
+            note,
+            `${proxy.url}/`,
+            [],
+            proxy.child,
+            undefined,
+          );
+          // Not a per-core figure: kept out of the throughput table and its ratios.
+          this.runs.pop();
+          runs.push({ workers: n, requestsPerS: run.result.requestsPerS, valid: run.ok });
+        } finally {
+          await this.stopTether(proxy);
+        }
+      }
+    } finally {
+      repin(nginx, this.s.pin?.load);
+    }
+    const one = runs.find((r) => r.workers === 1);
+    const most = runs.find((r) => r.workers === WORKERS_MAX);
+    const scaling =
+      one?.valid === true && most?.valid === true && one.requestsPerS > 0
+        ? most.requestsPerS / one.requestsPerS
+        : null;
+    this.workers = { status: 'measured', note, runs, scaling, maxWorkers: WORKERS_MAX };
   }
 
   /** Stops every child and removes the temp dir. Safe to call more than once. */
@@ -535,6 +952,10 @@ function fmtInt(n: number): string {
 
 function fmtMs(us: number): string {
   return `${(us / 1000).toFixed(2)} ms`;
+}
+
+function fmtMb(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
 function fmtPct(n: number | undefined): string {
@@ -561,104 +982,34 @@ function table(rows: string[][]): string {
     .join('\n');
 }
 
-interface Ratio {
-  name: string;
-  value: number | undefined;
-  /** Only the Tether/HAProxy ratios are held to the floor and the aim. */
-  floorMet?: boolean;
-  aimMet?: boolean;
+/** The JSON form of a kept wrk run. */
+function toThroughputRun(r: RunRecord): ThroughputRun {
+  const orNull = (n: number | undefined) => n ?? null;
+  return {
+    id: r.id,
+    label: r.label,
+    note: r.note,
+    headers: r.headers.map((h) => h.replace(/=.*/, '=…')),
+    requestsPerS: Math.round(r.result.requestsPerS),
+    requests: r.result.requests,
+    durationS: r.result.durationS,
+    latencyUs: r.result.latencyUs,
+    errors: r.result.errors,
+    cpuPercent: {
+      proxy: orNull(r.cpu.proxy),
+      nginx: orNull(r.cpu.nginx),
+      wrk: orNull(r.cpu.wrk),
+      other: orNull(r.cpu.other),
+      cores: r.cpu.cores,
+    },
+    attempts: r.attempts,
+    valid: r.ok,
+    disturbed: isDisturbed(r.cpu),
+  };
 }
 
-function ratios(runs: RunRecord[]): Ratio[] {
-  const rps = (id: string) => runs.find((r) => r.id === id)?.result.requestsPerS;
-  const div = (a: number | undefined, b: number | undefined) =>
-    a === undefined || b === undefined || b === 0 ? undefined : a / b;
-  const vsHaproxy = (name: string, value: number | undefined): Ratio => ({
-    name,
-    value,
-    floorMet: value !== undefined && value >= FLOOR,
-    aimMet: value !== undefined && value >= AIM,
-  });
-  return [
-    { name: 'tether/direct, new pin', value: div(rps('tether-new'), rps('direct')) },
-    { name: 'tether/direct, pinned', value: div(rps('tether-pinned'), rps('direct')) },
-    { name: 'haproxy/direct, new pin', value: div(rps('haproxy-new'), rps('direct')) },
-    { name: 'tether/bare forwarder, new pin', value: div(rps('tether-new'), rps('bare-forwarder')) },
-    { name: 'tether/bare forwarder, pinned', value: div(rps('tether-pinned'), rps('bare-forwarder')) },
-    { name: 'bare forwarder/haproxy', value: div(rps('bare-forwarder'), rps('haproxy-new')) },
-    vsHaproxy('tether/haproxy, new pin', div(rps('tether-new'), rps('haproxy-new'))),
-    vsHaproxy('tether/haproxy, pinned', div(rps('tether-pinned'), rps('haproxy-pinned'))),
-  ];
-}
-
-async function main(): Promise<number> {
-  checkNode();
-  const s = readSettings();
-  for (const [cmd, args] of [
-    ['wrk', ['-v']],
-    ['nginx', ['-v']],
-    ['haproxy', ['-v']],
-  ] as const) {
-    if (!haveCommand(cmd, args))
-      fail(`${cmd} not found: run \`make bench\` (it installs wrk, haproxy, nginx)`);
-  }
-  const versions = {
-    node: process.version,
-    nginx: firstLineOf('nginx', ['-v']),
-    haproxy: firstLineOf('haproxy', ['-v']),
-    wrk: firstLineOf('wrk', ['-v']),
-  };
-  const cpuModel = /model name\s*:\s*(.*)/.exec(safeRead('/proc/cpuinfo'))?.[1] ?? 'unknown';
-
-  const bench = new Bench(s);
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= bench.close();
-    return closing;
-  };
-  let stopping = false;
-  const bail = (code: number, why: string) => {
-    stopping = true;
-    process.stderr.write(`\nbench: ${why}; stopping every process it started\n`);
-    void close().finally(() => process.exit(code));
-  };
-  process.once('SIGINT', () => bail(130, 'interrupted'));
-  process.once('SIGTERM', () => bail(143, 'terminated'));
-  // Whatever happens, no nginx, HAProxy, proxy or wrk outlives the bench.
-  process.once('exit', () => {
-    bench.children.killAllNow();
-    rmSync(bench.dir, { recursive: true, force: true });
-  });
-  // Six targets, each a warm-up and up to 1 + retries measurements after a
-  // wait for quiet, plus start-up and checks.
-  const budgetS = 6 * (s.warmupS + (1 + s.retries) * (s.durationS + QUIET_WAIT_MS / 1000 + 1)) + 45;
-  setTimeout(() => bail(1, `the run took longer than its ${budgetS} s budget`), budgetS * 1000).unref();
-
-  const pinText =
-    s.pin === undefined
-      ? 'not pinned'
-      : `proxy (or nginx, direct) on core ${s.pin.server}; wrk and, behind a proxy, nginx on core ${s.pin.load}`;
-  process.stdout.write(
-    `Tether bench: wrk -t${s.threads} -c${s.connections} -d${s.durationS}s (warm-up ${s.warmupS}s), ` +
-      `${availableParallelism()} CPUs (${cpuModel})\n  ${pinText}\n` +
-      `  ${versions.node}, ${versions.nginx}, ${versions.haproxy}, ${versions.wrk}\n\n`,
-  );
-
-  try {
-    const backends = await bench.startBackends();
-    await bench.direct(backends);
-    await bench.bareForwarder(backends);
-    await bench.tether(backends);
-    await bench.haproxy(backends);
-  } catch (err) {
-    // After a signal, the failures are the processes we stopped ourselves: not worth printing.
-    if (!stopping) process.stderr.write(`\nbench: ${(err as Error).message}\n`);
-    await close();
-    return 1;
-  }
-  await close();
-
-  const runs = bench.runs;
+function printThroughput(runs: RunRecord[]): void {
+  if (runs.length === 0) return;
   const rows = [
     ['target', 'req/s', 'p50', 'p99', 'errors', 'proxy', 'nginx', 'wrk', 'other', 'cores busy'],
     ...runs.map((r) => [
@@ -678,7 +1029,7 @@ async function main(): Promise<number> {
     `\n${table(rows)}\n  (proxy, nginx, wrk, other: CPU in % of one core during the measured run;` +
       ` other: processes the bench did not start. cores busy: per core, interrupts included)\n\n`,
   );
-  const noisy = runs.filter(isDisturbed);
+  const noisy = runs.filter((r) => isDisturbed(r.cpu));
   if (noisy.length > 0)
     process.stdout.write(
       `  WARNING: other processes used more than ${NOISY_OTHER_PCT}% of a core during ` +
@@ -688,17 +1039,179 @@ async function main(): Promise<number> {
     const tries = r.attempts > 1 ? ` [measured ${r.attempts} times, the least disturbed run kept]` : '';
     process.stdout.write(`  ${r.label}: ${r.note}${tries}\n`);
   }
-  const rs = ratios(runs);
-  process.stdout.write(`\n  ratios (requests/s; Tether/HAProxy floor ${FLOOR}, aim ${AIM}):\n`);
-  for (const r of rs) {
-    const v = r.value === undefined ? '-' : r.value.toFixed(2);
-    const verdict =
-      r.floorMet === undefined
-        ? ''
-        : `  floor ${FLOOR}: ${r.floorMet ? 'met' : 'NOT met'}, aim ${AIM}: ${r.aimMet ? 'met' : 'not met'}`;
-    process.stdout.write(`    ${r.name.padEnd(30)} ${v.padStart(5)}${verdict}\n`);
+}
+
+function printPaced(paced: PacedRun[]): void {
+  if (paced.length === 0) return;
+  const rows = [
+    ['paced target', 'rate', 'sent', 'success', 'p50', 'p90', 'p99', 'max'],
+    ...paced.map((p) => [
+      p.label + (p.behind ? ' (fell behind)' : '') + (p.disturbed ? ' (disturbed)' : ''),
+      fmtInt(p.rate),
+      fmtInt(p.achievedRate),
+      `${(p.success * 100).toFixed(1)}%`,
+      fmtMs(p.latencyUs.p50),
+      fmtMs(p.latencyUs.p90),
+      fmtMs(p.latencyUs.p99),
+      fmtMs(p.latencyUs.max),
+    ]),
+  ];
+  process.stdout.write(
+    `\n${table(rows)}\n  (vegeta, open loop at a fixed rate: ${Math.round(PACED_SHARE * 100)}% of HAProxy's ` +
+      'saturated new-pin requests/s, new pins; req/s)\n',
+  );
+}
+
+function printMemory(memory: MemoryRun[]): void {
+  if (memory.length === 0) return;
+  const rows = [
+    ['memory', 'wanted', 'open at reading', 'RSS at start', 'after warm-up', 'with them', 'per connection'],
+    ...memory.map((m) => [
+      m.label,
+      fmtInt(m.connections.wanted),
+      fmtInt(m.connections.openAtSample),
+      m.rssStartBytes === null ? '-' : fmtMb(m.rssStartBytes),
+      fmtMb(m.rssBeforeBytes),
+      fmtMb(m.rssBytes),
+      m.perConnectionBytes === null ? '-' : `${(m.perConnectionBytes / 1024).toFixed(1)} KiB`,
+    ]),
+  ];
+  process.stdout.write(
+    `\n${table(rows)}\n  (VmRSS from /proc/<pid>/status; idle keep-alive connections, one request each)\n`,
+  );
+}
+
+async function main(): Promise<number> {
+  checkNode();
+  const s = readSettings();
+  setNiceness(s.nice);
+  for (const [cmd, args] of [
+    ['wrk', ['-v']],
+    ['nginx', ['-v']],
+    ['haproxy', ['-v']],
+  ] as const) {
+    if (!haveCommand(cmd, args))
+      fail(`${cmd} not found: run \`make bench\` (it installs wrk, haproxy, nginx)`);
   }
-  const bad = runs.filter((r) => !r.ok);
+  const bench = new Bench(s);
+  if (s.steps.includes('paced')) {
+    try {
+      bench.vegeta = ensureVegeta();
+    } catch (err) {
+      fail(`${(err as Error).message}: the paced step needs vegeta (or leave it out with BENCH_ONLY)`);
+    }
+  }
+  const versions = {
+    node: process.version,
+    nginx: firstLineOf('nginx', ['-v']),
+    haproxy: firstLineOf('haproxy', ['-v']),
+    wrk: firstLineOf('wrk', ['-v']),
+    vegeta:
+      bench.vegeta === undefined
+        ? null
+        : (/Version: (\S+)/.exec(firstLineOf(bench.vegeta, ['-version']))?.[1] ?? 'unknown'),
+  };
+  const cpuModel = /model name\s*:\s*(.*)/.exec(safeRead('/proc/cpuinfo'))?.[1] ?? 'unknown';
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= bench.close();
+    return closing;
+  };
+  let stopping = false;
+  const bail = (code: number, why: string) => {
+    stopping = true;
+    process.stderr.write(`\nbench: ${why}; stopping every process it started\n`);
+    void close().finally(() => process.exit(code));
+  };
+  process.once('SIGINT', () => bail(130, 'interrupted'));
+  process.once('SIGTERM', () => bail(143, 'terminated'));
+  // Whatever happens, no nginx, HAProxy, proxy, wrk or vegeta outlives the bench.
+  process.once('exit', () => {
+    bench.children.killAllNow();
+    rmSync(bench.dir, { recursive: true, force: true });
+  });
+  // Each wrk target: a warm-up, a measurement after a wait for quiet, start-up
+  // and checks; plus the run's capped retries, the paced runs, memory, workers.
+  const wrkTargetS = s.warmupS + s.durationS + QUIET_WAIT_MS / 1000 + 2;
+  const wrkTargets = s.steps.includes('throughput') ? 6 + 2 * PEERS.length : 1;
+  const budgetS =
+    60 +
+    wrkTargets * wrkTargetS +
+    MAX_RETRIES_PER_RUN * (s.durationS + QUIET_WAIT_MS / 1000) +
+    (s.steps.includes('paced') ? (2 + PEERS.length) * (PACED_WARMUP_S + s.pacedDurationS + 10) : 0) +
+    (s.steps.includes('memory') ? 2 * (s.warmupS + 70) : 0) +
+    (s.steps.includes('workers') ? 2 * (wrkTargetS + 15) : 0);
+  setTimeout(() => bail(1, `the run took longer than its ${budgetS} s budget`), budgetS * 1000).unref();
+
+  const pinText =
+    s.pin === undefined
+      ? 'not pinned'
+      : `proxy (or nginx, direct) on core ${s.pin.server}; wrk, vegeta and, behind a proxy, nginx on core ${s.pin.load}` +
+        (s.nice === undefined ? '' : `; all under nice -n ${s.nice}`);
+  process.stdout.write(
+    `Tether bench (${s.steps.join(', ')}): wrk -t${s.threads} -c${s.connections} -d${s.durationS}s ` +
+      `(warm-up ${s.warmupS}s), ${availableParallelism()} CPUs (${cpuModel})\n  ${pinText}\n` +
+      `  ${versions.node}, ${versions.nginx}, ${versions.haproxy}, ${versions.wrk}` +
+      `${versions.vegeta === null ? '' : `, vegeta ${versions.vegeta}`}\n\n`,
+  );
+
+  const started = Date.now();
+  try {
+    await bench.startBackends();
+    if (s.steps.includes('throughput')) await bench.direct();
+    if (s.steps.includes('throughput') || s.steps.includes('paced')) {
+      await bench.haproxy();
+      await bench.tether();
+      if (s.steps.includes('throughput')) await bench.bareForwarder();
+      for (const peer of PEERS) await bench.peer(peer);
+    }
+    if (s.steps.includes('memory')) await bench.memoryStep();
+    if (s.steps.includes('workers')) await bench.workersStep();
+  } catch (err) {
+    // After a signal, the failures are the processes we stopped ourselves: not worth printing.
+    if (!stopping) process.stderr.write(`\nbench: ${(err as Error).message}\n`);
+    await close();
+    return 1;
+  }
+  await close();
+
+  printThroughput(bench.runs);
+  printPaced(bench.paced);
+  printMemory(bench.memory);
+  const w = bench.workers;
+  process.stdout.write(
+    w.status === 'skipped'
+      ? `\n  workers: skipped (${w.reason})\n`
+      : `\n  workers (${w.note}): ${w.runs.map((r) => `${r.workers}: ${fmtInt(r.requestsPerS)} req/s`).join(', ')}\n`,
+  );
+
+  const results: BenchResults = {
+    schemaVersion: RESULTS_SCHEMA_VERSION,
+    finishedAt: new Date().toISOString(),
+    machine: { cpus: availableParallelism(), cpuModel, ...versions },
+    settings: {
+      wrk: `wrk -t${s.threads} -c${s.connections} -d${s.durationS}s --timeout 2s`,
+      warmupS: s.warmupS,
+      pinning: s.pin ?? null,
+      nice: s.nice ?? null,
+      steps: s.steps,
+      pacedDurationS: s.pacedDurationS,
+      idleConnections: s.idleConnections,
+    },
+    floor: FLOOR,
+    runs: bench.runs.map(toThroughputRun),
+    paced: bench.paced,
+    memory: bench.memory,
+    workers: bench.workers,
+    ratios: [],
+  };
+  results.ratios = computeRatios(results);
+  process.stdout.write(`\n  ratios (same run; goals from issue 12, Tether/HAProxy floor ${FLOOR}):\n`);
+  const nameWidth = Math.max(...results.ratios.map((r) => r.name.length));
+  for (const r of results.ratios)
+    process.stdout.write(`    ${r.name.padEnd(nameWidth)}  ${describeRatio(r)}\n`);
+  const bad = bench.runs.filter((r) => !r.ok);
   for (const r of bad)
     process.stdout.write(
       `\n  ${r.label}: ${errorText(r.result)} errors in ${r.result.requests} requests: its figures are not valid`,
@@ -706,45 +1219,17 @@ async function main(): Promise<number> {
 
   mkdirSync(RESULTS_DIR, { recursive: true });
   const out = join(RESULTS_DIR, 'latest.json');
-  writeFileSync(
-    out,
-    `${JSON.stringify(
-      {
-        finishedAt: new Date().toISOString(),
-        machine: { cpus: availableParallelism(), cpuModel, ...versions },
-        settings: {
-          wrk: `wrk -t${s.threads} -c${s.connections} -d${s.durationS}s --timeout 2s`,
-          warmupS: s.warmupS,
-          pinning: s.pin ?? null,
-        },
-        floor: FLOOR,
-        aim: AIM,
-        runs: runs.map((r) => ({
-          id: r.id,
-          label: r.label,
-          note: r.note,
-          headers: r.headers.map((h) => h.replace(/=.*/, '=…')),
-          requestsPerS: Math.round(r.result.requestsPerS),
-          requests: r.result.requests,
-          durationS: r.result.durationS,
-          latencyUs: r.result.latencyUs,
-          errors: r.result.errors,
-          cpuPercent: r.cpu,
-          attempts: r.attempts,
-          valid: r.ok,
-          disturbed: isDisturbed(r),
-        })),
-        ratios: rs,
-      },
-      null,
-      2,
-    )}\n`,
+  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(
+    `\n  results: ${out} (${Math.round((Date.now() - started) / 1000)} s); \`make bench-readme\` puts them in README.md\n`,
   );
-  process.stdout.write(`\n  results: ${out}\n`);
   if (bad.length > 0) return 1;
-  const below = rs.filter((r) => r.floorMet === false);
+  const below = belowFloor(results.ratios);
   if (s.enforceFloor && below.length > 0) {
-    process.stderr.write(`bench: Tether/HAProxy below the ${FLOOR} floor (BENCH_ENFORCE_FLOOR=1)\n`);
+    process.stderr.write(
+      `bench: Tether/HAProxy below the ${FLOOR} floor (BENCH_ENFORCE_FLOOR=1): ` +
+        `${below.map((r) => `${r.name} ${r.value === null ? 'not measured' : r.value.toFixed(2)}`).join(', ')}\n`,
+    );
     return 1;
   }
   return 0;
