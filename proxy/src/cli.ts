@@ -27,7 +27,7 @@ import { makeLogger } from './json-log.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { PoolFileSource } from './pool-file.ts';
 import { ProxyServer } from './proxy-server.ts';
-import { readSessionStoreConnection, type SessionStoreConnection } from './session-store/connection.ts';
+import { readPublishedSessionStore, type SessionStoreConnection } from './session-store/connection.ts';
 import { DEFAULT_STORE_TIMEOUT_MS, PinStore } from './session-store/pin-store.ts';
 import { sessionStoreProblems } from './support.ts';
 import { TableStore } from './table-store.ts';
@@ -239,14 +239,20 @@ export async function main(argv: string[]): Promise<void> {
   if (storeDir !== undefined) {
     try {
       if (!statSync(storeDir).isDirectory()) throw new Error('not a directory');
-      storeConn = readSessionStoreConnection(storeDir);
+      storeConn = readPublishedSessionStore(storeDir);
     } catch (err) {
       const e = err as Error;
       die(`--session-store ${storeDir}: ${e instanceof z.ZodError ? z.prettifyError(e) : e.message}`);
     }
+    // The operator publishes the Sentinels' IPs once their pods have them; until then the
+    // proxy serves (store-kept pins by consistent hashing) and connects when the Secret fills.
+    if (storeConn === undefined)
+      log('warn', 'session store not published yet (no sentinels): waiting for its Secret', {
+        dir: storeDir,
+      });
   }
   const pins =
-    storeConn === undefined
+    storeDir === undefined
       ? undefined
       : new PinStore({
           connection: storeConn,
@@ -257,8 +263,9 @@ export async function main(argv: string[]): Promise<void> {
   const reloadStore = (): void => {
     if (storeDir === undefined || pins === undefined) return;
     try {
-      const next = readSessionStoreConnection(storeDir);
-      if (isDeepStrictEqual(next, storeConn)) return;
+      const next = readPublishedSessionStore(storeDir);
+      // An emptied list (no Sentinel pod with an IP for a moment): the old one may still answer.
+      if (next === undefined || isDeepStrictEqual(next, storeConn)) return;
       storeConn = next;
       pins.reconnect(next);
       log('info', 'session store connection reloaded', { sentinels: next.sentinels.length });

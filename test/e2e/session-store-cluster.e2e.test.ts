@@ -8,6 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { storeKeyOf } from '../../proxy/src/routing/learn.ts';
 import {
   createSessionStoreClient,
   parseSessionStoreConnection,
@@ -51,7 +52,12 @@ interface StoreStatus {
 }
 interface Pool {
   metadata: { uid: string };
-  status?: { conditions?: Cond[]; sessionStore?: StoreStatus };
+  status?: {
+    conditions?: Cond[];
+    sessionStore?: StoreStatus;
+    proxies?: { desired: number; inSync: number };
+    endpoints?: { ready: number };
+  };
 }
 const getPool = () => json<Pool>(['get', 'sbp', POOL]);
 const storeReady = (p: Pool) => p.status?.sessionStore?.conditions?.find((c) => c.type === 'Ready');
@@ -132,6 +138,33 @@ async function rolesFromPods(password: string): Promise<{
   return { primary: primary?.metadata.name, linked, sentinelsAgreeing };
 }
 
+/** The pool's live proxy pods with an IP, by name. */
+const proxyPods = async (): Promise<PodJson[]> =>
+  (await listPods(NS, `tether.dev/pool=${POOL}`))
+    .filter((p) => !p.metadata.deletionTimestamp && p.status.podIP)
+    .sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
+
+/** GET a text body from a pod (inside the cluster's network namespace only), 2 s bound. */
+async function getText(ip: string, port: number, path: string): Promise<string> {
+  assertPodAddress(ip);
+  const res = await fetch(`http://${ip}:${port}${path}`, { signal: AbortSignal.timeout(2_000) });
+  return res.text();
+}
+
+/** One request through a proxy pod, with the client's session cookie when it has one. */
+async function viaProxy(
+  ip: string,
+  cookie?: string,
+): Promise<{ status: number; endpoint: string; setCookie: string[] }> {
+  assertPodAddress(ip);
+  const res = await fetch(`http://${ip}:8080/`, {
+    headers: cookie === undefined ? {} : { cookie },
+    signal: AbortSignal.timeout(5_000),
+  });
+  const body = (await res.json().catch(() => ({}))) as { endpoint?: string };
+  return { status: res.status, endpoint: body.endpoint ?? '', setCookie: res.headers.getSetCookie() };
+}
+
 /** Cordons a Node (new pods go elsewhere, with IPs from the other Node's range); returns the undo. */
 async function cordon(node: string): Promise<() => Promise<void>> {
   await kubectl(cluster(), ['cordon', node]);
@@ -150,7 +183,8 @@ beforeAll(async () => {
     identity: 'op-store',
     args: [`--namespaces=${NS}`, `--proxy-image=${TETHER_IMAGE}`, '--leader-elect=false'],
   });
-  await apply(...testBackendDeployment('shop', NS, 1));
+  // The app issues its own session cookie, as a Java app does JSESSIONID: what Learn pins on.
+  await apply(...testBackendDeployment('shop', NS, 2, { args: ['--session-cookie=JSESSIONID'] }));
 });
 
 afterAll(async () => {
@@ -172,7 +206,8 @@ describe('the session store on the test cluster', () => {
       metadata: { name: POOL, namespace: NS },
       spec: {
         backend: { service: { name: 'shop', port: 'http' } },
-        proxy: { mode: 'Managed', replicas: 1 },
+        affinity: { type: 'Learn', learn: { cookieName: 'JSESSIONID', timeout: '10m' } },
+        proxy: { mode: 'Managed', replicas: 2 },
         sessionStore: { enabled: true, replicas: 2, sentinels: 3, writeMode: 'Sync' },
       },
     });
@@ -302,6 +337,101 @@ describe('the session store on the test cluster', () => {
     expect(mounted('masterName')).toBe(`${NS}-${POOL}`);
     expect(mounted('password')).toBe(password);
     expect(existsSync(join(proxy, 'root/etc/tether/admin-token'))).toBe(true);
+  });
+
+  it('the managed proxies start with --session-store, hold the table; the pool is Ready, never PushFailed', async () => {
+    const t0 = Date.now();
+    const pool = await eventually(
+      async () => {
+        const p = await getPool();
+        const ready = p.status?.conditions?.find((c) => c.type === 'Ready');
+        return ready?.status === 'True' && p.status?.proxies?.inSync === 2 && p.status.endpoints?.ready === 2
+          ? p
+          : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 500, what: 'the pool Ready with 2 proxies in sync and 2 endpoints' },
+    );
+    process.stderr.write(
+      `[e2e] Learn pool Ready, 2 proxies in sync, ${Date.now() - t0} ms after the store\n`,
+    );
+    expect(pool.status?.conditions?.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'False' });
+    const events = await json<{ items: Array<{ reason: string }> }>(['get', 'events']);
+    expect(events.items.map((e) => e.reason)).not.toContain('PushFailed');
+    for (const p of await proxyPods()) {
+      // Not crash-looping: each proxy process was started once, and it is connected to the store.
+      expect(podPids(p.metadata)).toHaveLength(1);
+      const metrics = await getText(p.status.podIP as string, 9901, '/metrics');
+      expect(metrics).toMatch(/^tether_proxy_session_store_up 1$/m);
+    }
+  });
+
+  it('Learn: a pin learned from the app cookie is honoured by both proxy replicas and kept in the store; deleting the pinned pod moves the client, which then sticks', async () => {
+    const [a, b] = (await proxyPods()).map((p) => p.status.podIP as string) as [string, string];
+    const pool = `${NS}/${POOL}`;
+    const client = createSessionStoreClient(parseSessionStoreConnection(await secretValues()), {
+      connectTimeoutMs: 2_000,
+      commandTimeoutMs: 2_000,
+    });
+    client.on('error', () => {});
+    try {
+      // Six clients (2 endpoints): the rendezvous choice of a cookie value alone would
+      // agree with the endpoint that issued it for all six only once in 64.
+      const clients: Array<{ cookie: string; issuer: string }> = [];
+      for (let i = 0; i < 6; i++) {
+        const first = await viaProxy(i % 2 === 0 ? a : b);
+        const cookie = first.setCookie.find((c) => c.startsWith('JSESSIONID='))?.split(';')[0];
+        expect(cookie, 'the app set its session cookie through the proxy').toBeDefined();
+        clients.push({ cookie: cookie as string, issuer: first.endpoint });
+      }
+      const stored = async (cookie: string) =>
+        client.get(storeKeyOf(pool, 'learn', cookie.slice('JSESSIONID='.length)));
+      for (const c of clients) {
+        // The proxy writes the learned pin after the response, fire-and-forget.
+        await eventually(async () => (await stored(c.cookie)) === c.issuer, {
+          timeoutMs: 10_000,
+          what: `the learned pin of ${c.cookie} in the store`,
+        });
+        for (const ip of [a, b, a, b]) expect((await viaProxy(ip, c.cookie)).endpoint).toBe(c.issuer);
+      }
+      // Keys are hashed: no cookie value is stored raw.
+      const keys = await client.keys(`tether:{${pool}}:learn:*`);
+      expect(keys.length).toBeGreaterThanOrEqual(clients.length);
+      for (const c of clients) expect(keys.join(' ')).not.toContain(c.cookie.split('=')[1] as string);
+
+      // The endpoint of the first client dies: the client moves, through either proxy, and stays.
+      const victim = clients[0] as { cookie: string; issuer: string };
+      const t0 = Date.now();
+      await k(['delete', 'pod', victim.issuer, '--wait=false']);
+      const moved = await eventually(
+        async () => {
+          const r = await viaProxy(a, victim.cookie).catch(() => undefined);
+          return r !== undefined && r.status === 200 && r.endpoint !== victim.issuer ? r.endpoint : undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 100, what: 'the client answered by another endpoint' },
+      );
+      process.stderr.write(
+        `[e2e] Learn: pinned pod deleted, client answered by ${moved} after ${Date.now() - t0} ms\n`,
+      );
+      await eventually(async () => (await stored(victim.cookie)) === moved, {
+        timeoutMs: 10_000,
+        what: 'the moved pin in the store',
+      });
+      for (const ip of [b, a, b, a]) expect((await viaProxy(ip, victim.cookie)).endpoint).toBe(moved);
+      // The Deployment replaces the pod: 2 endpoints again, and the moved client stays where it is.
+      await eventually(
+        async () => {
+          const p = await getPool();
+          return p.status?.endpoints?.ready === 2 && p.status.proxies?.inSync === 2;
+        },
+        { timeoutMs: 30_000, what: 'the replacement backend pod in the routing table' },
+      );
+      for (const ip of [a, b, a, b]) expect((await viaProxy(ip, victim.cookie)).endpoint).toBe(moved);
+      process.stderr.write(
+        `[e2e] Learn: replacement pod in the table ${Date.now() - t0} ms after the delete; the moved client stayed\n`,
+      );
+    } finally {
+      client.disconnect();
+    }
   });
 
   it('deleting the primary pod: Sentinel promotes a replica, the operator wires the new pod back as a replica, the status follows', async () => {

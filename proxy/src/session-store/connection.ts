@@ -126,6 +126,25 @@ export function readSessionStoreConnection(dir: string): SessionStoreConnection 
   return parseSessionStoreConnection(values);
 }
 
+/**
+ * Reads a mounted Secret that the operator may not have filled in yet: it
+ * writes `sentinels` empty until the first Sentinel pod has an IP, and a
+ * proxy started meanwhile must wait for it rather than fail.
+ *
+ * @returns undefined while `sentinels` is missing or empty (not published
+ *   yet); else the connection, as {@link readSessionStoreConnection}.
+ * @throws {Error} as {@link readSessionStoreConnection}, for any other fault.
+ */
+export function readPublishedSessionStore(dir: string): SessionStoreConnection | undefined {
+  let sentinels = '';
+  try {
+    sentinels = readFileSync(join(dir, 'sentinels'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return sentinels.trim() === '' ? undefined : readSessionStoreConnection(dir);
+}
+
 /** Bounds on one client's waiting; ms. */
 export interface StoreClientTimeouts {
   /** Connecting to a Sentinel or to the primary. */
