@@ -77,6 +77,7 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
   --session-store DIR        the pool's session store: a directory with the operator's Secret
                              (sentinels, masterName, password, ...: one file per key). Needed for
                              affinity.type Learn and sessionStore.persistPins; reloaded when it changes.
+                             An empty sentinels (not published yet): serve, connect when it fills in.
   --session-store-timeout    longest wait for the session store on the request path, per call; then
                              the request is pinned by consistent hashing (default 50ms; 1ms..1s)
 `;

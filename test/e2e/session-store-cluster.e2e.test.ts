@@ -20,6 +20,7 @@ import {
   cluster,
   listPods,
   type PodJson,
+  podLog,
   podPids,
   runnerDir,
   TETHER_IMAGE,
@@ -567,6 +568,19 @@ describe('the session store on the test cluster', () => {
       what: 'status.sessionStore Ready after the Sentinel replacement',
     });
     process.stderr.write(`[e2e] Sentinel replaced: store Ready again after ${Date.now() - t0} ms\n`);
+    // Every proxy followed each update of the Secret, to the final list of 3 Sentinels (its
+    // directory is a symlink the kubelet swaps: a watch that stayed on the old one saw only one).
+    for (const p of await proxyPods()) {
+      await eventually(
+        async () => {
+          const reloads = [
+            ...podLog(p.metadata, 'proxy').matchAll(/"session store connection reloaded","sentinels":(\d+)/g),
+          ];
+          return reloads.at(-1)?.[1] === '3';
+        },
+        { timeoutMs: 15_000, what: `${p.metadata.name} reloading the Secret's 3 Sentinels` },
+      );
+    }
     const sentinelIps = (await livePods('sentinel')).map((p) => p.status.podIP as string);
     for (const ip of sentinelIps) {
       const peers = (await ask(ip, 26379, password, (c) =>
