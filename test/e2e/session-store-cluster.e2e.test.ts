@@ -639,6 +639,96 @@ describe('the session store on the test cluster', () => {
     }
   });
 
+  it('persisted Header pins (a small store: 1 server, 1 Sentinel): scaling the backend up from 2 to 4 moves no pinned client, new clients reach the new endpoints', async () => {
+    await apply(...testBackendDeployment('grow', NS, 2));
+    await apply({
+      apiVersion: 'tether.dev/v1alpha1',
+      kind: 'StickyBackendPool',
+      metadata: { name: 'mini', namespace: NS },
+      spec: {
+        backend: { service: { name: 'grow', port: 'http' } },
+        affinity: { type: 'Header', header: { name: 'X-Session-Id' } },
+        proxy: { mode: 'Managed', replicas: 1 },
+        sessionStore: { enabled: true, replicas: 0, sentinels: 1, persistPins: true, pinTimeout: '10m' },
+      },
+    });
+    const t0 = Date.now();
+    const miniReady = (endpoints: number) => async () => {
+      const p = await json<Pool>(['get', 'sbp', 'mini']);
+      return p.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True' &&
+        p.status.proxies?.inSync === 1 &&
+        p.status.endpoints?.ready === endpoints &&
+        storeReady(p)?.status === 'True'
+        ? p
+        : undefined;
+    };
+    await eventually(miniReady(2), {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      what: 'pool mini and its store Ready',
+    });
+    const [proxy] = (await listPods(NS, 'tether.dev/pool=mini')).filter(
+      (p) => !p.metadata.deletionTimestamp && p.status.podIP,
+    );
+    const ip = proxy?.status.podIP as string;
+    await eventually(
+      async () => /^tether_proxy_session_store_up 1$/m.test(await getText(ip, 9901, '/metrics')),
+      {
+        timeoutMs: 20_000,
+        what: 'the mini proxy connected to its store',
+      },
+    );
+    process.stderr.write(
+      `[e2e] persisted pins: pool and small store Ready, proxy connected ${Date.now() - t0} ms after the apply\n`,
+    );
+    const values = await json<{ data: Record<string, string> }>(['get', 'secret', 'mini-session-store']);
+    const client = createSessionStoreClient(
+      parseSessionStoreConnection(
+        Object.fromEntries(
+          Object.entries(values.data).map(([key, v]) => [key, Buffer.from(v, 'base64').toString()]),
+        ),
+      ),
+      { connectTimeoutMs: 2_000, commandTimeoutMs: 2_000 },
+    );
+    client.on('error', () => {});
+    const as = async (id: string) => {
+      assertPodAddress(ip);
+      const res = await fetch(`http://${ip}:8080/`, {
+        headers: { 'x-session-id': id },
+        signal: AbortSignal.timeout(5_000),
+      });
+      return ((await res.json()) as { endpoint: string }).endpoint;
+    };
+    try {
+      const old = Array.from({ length: 20 }, (_, i) => `old-${i}`);
+      const before = new Map<string, string>();
+      for (const id of old) before.set(id, await as(id));
+      await eventually(async () => (await client.keys(`tether:{${NS}/mini}:pin:*`)).length === old.length, {
+        timeoutMs: 10_000,
+        what: '20 persisted pins in the store',
+      });
+      await k(['scale', 'deployment', 'grow', '--replicas=4']);
+      await eventually(miniReady(4), {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+        what: 'pool mini with 4 endpoints',
+      });
+      const after = new Map<string, string>();
+      for (const id of old) after.set(id, await as(id));
+      expect(after).toEqual(before);
+      const grown = new Set([...before.values()]);
+      const fresh = await Promise.all(Array.from({ length: 20 }, (_, i) => as(`new-${i}`)));
+      // Rendezvous over 4 endpoints sends about half the new clients to the 2 new ones.
+      expect(fresh.filter((e) => !grown.has(e)).length).toBeGreaterThan(0);
+      process.stderr.write(
+        `[e2e] persisted pins: 20 of 20 pinned clients kept their endpoint over 2 → 4; ${fresh.filter((e) => !grown.has(e)).length} of 20 new clients on the new endpoints\n`,
+      );
+    } finally {
+      client.disconnect();
+    }
+    await k(['delete', 'deployment,service', 'grow', '--wait=false']);
+  });
+
   it('turning the store off deletes its objects and takes --session-store from the proxies', async () => {
     const small = (enabled: boolean) => ({
       apiVersion: 'tether.dev/v1alpha1',
