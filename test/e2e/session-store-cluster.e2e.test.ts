@@ -181,6 +181,46 @@ async function expectPinned(ip: string, cookie: string, want: string): Promise<v
   expect(got, `through ${ip}; store fallbacks: ${fallbacks || 'none'}`).toBe(want);
 }
 
+/**
+ * A learned client sending a GET every 100 ms through each proxy in turn, until stopped (at
+ * most 1,000 requests and 120 s, also when the test fails before stopping it): what it got,
+ * for a test that breaks the store meanwhile.
+ */
+function startTraffic(ips: string[]): {
+  stop: () => Promise<{ answers: number; failures: string[]; maxMs: number; offPin: number }>;
+} {
+  let stopped = false;
+  const result = { answers: 0, failures: [] as string[], maxMs: 0, offPin: 0 };
+  const until = Date.now() + 120_000;
+  const loop = (async () => {
+    const first = await viaProxy(ips[0] as string);
+    const cookie = first.setCookie.find((c) => c.startsWith('JSESSIONID='))?.split(';')[0] as string;
+    for (let i = 0; !stopped && i < 1_000 && Date.now() < until; i++) {
+      const ip = ips[i % ips.length] as string;
+      const t = Date.now();
+      try {
+        const r = await viaProxy(ip, cookie);
+        if (r.status !== 200) result.failures.push(`${ip}: ${r.status}`);
+        else if (r.endpoint !== first.endpoint) result.offPin++;
+      } catch (err) {
+        result.failures.push(`${ip}: ${(err as Error).message}`);
+      }
+      result.answers++;
+      result.maxMs = Math.max(result.maxMs, Date.now() - t);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })().catch((err: unknown) => {
+    result.failures.push(`the first request: ${(err as Error).message}`);
+  });
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+      return result;
+    },
+  };
+}
+
 /** Cordons a Node (new pods go elsewhere, with IPs from the other Node's range); returns the undo. */
 async function cordon(node: string): Promise<() => Promise<void>> {
   await kubectl(cluster(), ['cordon', node]);
@@ -453,6 +493,8 @@ describe('the session store on the test cluster', () => {
   it('deleting the primary pod: Sentinel promotes a replica, the operator wires the new pod back as a replica, the status follows', async () => {
     const before = await livePods('server');
     const old = before.find((p) => p.metadata.name === `${POOL}-store-0`) as PodJson;
+    // Traffic through both proxies all along: the store's failover must never stall or fail it.
+    const traffic = startTraffic((await proxyPods()).map((p) => p.status.podIP as string));
     const t0 = Date.now();
     // Its node cordoned, the new pod lands on the other node with a new IP: the Sentinels must
     // forget the old address. (Without, KWOK may hand the pod its old IP back: that path, a
@@ -506,6 +548,14 @@ describe('the session store on the test cluster', () => {
       { timeoutMs: 90_000, intervalMs: 500, what: 'status.sessionStore Ready again' },
     );
     process.stderr.write(`[e2e] store Ready again ${Date.now() - t0} ms after deleting the primary\n`);
+    const sent = await traffic.stop();
+    process.stderr.write(
+      `[e2e] during the failover: ${sent.answers} requests through the proxies, ${sent.failures.length} failed, slowest ${sent.maxMs} ms; ${sent.offPin} answered off the learned endpoint (store unavailable: consistent hashing)\n`,
+    );
+    expect(sent.failures).toEqual([]);
+    expect(sent.answers).toBeGreaterThan(20);
+    // Bounded by the store timeout (50 ms), never a connect timeout; 2 s leaves room for a loaded machine.
+    expect(sent.maxMs).toBeLessThan(2_000);
     const st = pool.status?.sessionStore as StoreStatus;
     expect(st.primary?.pod).toBe(promoted);
     expect(st.replicas?.every((r) => r.linked)).toBe(true);

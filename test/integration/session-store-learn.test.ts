@@ -251,5 +251,11 @@ describe("the store's Secret before the operator published a Sentinel", () => {
     const learned = await loginOffHash(p, eps);
     await waitStored(learned.sid, learned.endpoint);
     for (let i = 0; i < 3; i++) expect(await withSession(p, learned.sid)).toBe(learned.endpoint);
+    // Emptied again (no Sentinel pod with an IP for a moment): the connection it has stays.
+    writeFileSync(join(dir, '.sentinels.tmp'), '');
+    renameSync(join(dir, '.sentinels.tmp'), join(dir, 'sentinels'));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await metricValue(p, 'tether_proxy_session_store_up')).toBe(1);
+    expect(await withSession(p, learned.sid)).toBe(learned.endpoint);
   });
 });
