@@ -19,6 +19,16 @@ describe('unsupported (InvalidSpec lines)', () => {
       want: [expect.stringMatching(/^spec\.affinity\.type: Learn needs sessionStore\.enabled/)],
     },
     {
+      desc: 'persisted pins without the store: refused, naming the field',
+      spec: { affinity: { type: 'Header' }, sessionStore: { persistPins: true } },
+      want: [expect.stringMatching(/^spec\.sessionStore\.persistPins: true needs sessionStore\.enabled/)],
+    },
+    {
+      desc: 'persisted pins with the store: valid',
+      spec: { affinity: { type: 'ClientIP' }, sessionStore: { enabled: true, persistPins: true } },
+      want: [],
+    },
+    {
       desc: 'Learn with the store: valid',
       spec: { affinity: { type: 'Learn' }, sessionStore: { enabled: true } },
       want: [],

@@ -561,15 +561,20 @@ export class Reconciler {
 /** What the proxy cannot serve, or the spec may not combine: one `spec.<field>: …` line each. */
 export function unsupported(pool: StickyBackendPool): string[] {
   // The proxy refuses these tables (400); say so on the pool instead of failing every push.
-  // Learn is the session store's (issue 11): the operator's own rule below replaces the proxy's line.
-  const store = pool.spec.sessionStore.enabled;
   const problems = proxySupportProblems({ affinity: pool.spec.affinity } as Parameters<
     typeof proxySupportProblems
-  >[0]).filter((p) => !p.startsWith('affinity.type Learn'));
-  // Learned pins live in the session store: Learn is valid only with it (the CRD's CEL rule says the same).
+  >[0]);
+  // Pins kept in the store need one: without it the managed proxies get no --session-store and
+  // would refuse every table. The CRD's CEL rules say the same; this covers a CRD that predates them.
+  const store = pool.spec.sessionStore.enabled;
   if (pool.spec.affinity.type === 'Learn' && !store) {
     problems.push(
       'affinity.type: Learn needs sessionStore.enabled: true (the learned pins live in the session store)',
+    );
+  }
+  if (pool.spec.sessionStore.persistPins && !store) {
+    problems.push(
+      'sessionStore.persistPins: true needs sessionStore.enabled: true (the pins live in the session store)',
     );
   }
   return problems.map((p) => `spec.${p}`);

@@ -31,7 +31,7 @@ import { ProxyMetrics } from './metrics.ts';
 import { PoolFileSource } from './pool-file.ts';
 import { ProxyServer } from './proxy-server.ts';
 import type { CompiledTable } from './routing/compiled-table.ts';
-import { readSessionStoreConnection, type SessionStoreConnection } from './session-store/connection.ts';
+import { readPublishedSessionStore, type SessionStoreConnection } from './session-store/connection.ts';
 import { DEFAULT_STORE_TIMEOUT_MS, PinStore } from './session-store/pin-store.ts';
 import { sessionStoreProblems } from './support.ts';
 import { type TableSource, TableStore } from './table-store.ts';
@@ -84,6 +84,7 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
   --session-store DIR        the pool's session store: a directory with the operator's Secret
                              (sentinels, masterName, password, ...: one file per key). Needed for
                              affinity.type Learn and sessionStore.persistPins; reloaded when it changes.
+                             An empty sentinels (not published yet): serve, connect when it fills in.
   --session-store-timeout    longest wait for the session store on the request path, per call; then
                              the request is pinned by consistent hashing (default 50ms; 1ms..1s)
   --workers N|auto           worker processes sharing the listening port (default 1: one process;
@@ -182,14 +183,15 @@ export interface DataPlane {
 /**
  * Reads `--session-store`'s directory (the operator's mounted Secret).
  *
- * @returns undefined without the flag.
+ * @returns undefined without the flag, or while the Secret has no
+ *   `sentinels` yet (the operator publishes them once their pods have IPs).
  * @throws {Error} naming the directory and each bad key.
  */
 export function readSessionStoreFlag(dir: string | undefined): SessionStoreConnection | undefined {
   if (dir === undefined) return undefined;
   try {
     if (!statSync(dir).isDirectory()) throw new Error('not a directory');
-    return readSessionStoreConnection(dir);
+    return readPublishedSessionStore(dir);
   } catch (err) {
     const e = err as Error;
     throw new Error(`--session-store ${dir}: ${e instanceof z.ZodError ? z.prettifyError(e) : e.message}`);
@@ -221,8 +223,12 @@ export function buildDataPlane(
   // The session store: connected before the first table, which may need it.
   const storeDir = flags['session-store'];
   let storeConn = readSessionStoreFlag(storeDir);
+  // Until the Sentinels' IPs are published the proxy serves (store-kept pins
+  // by consistent hashing) and connects when the Secret fills in.
+  if (storeDir !== undefined && storeConn === undefined)
+    log('warn', 'session store not published yet (no sentinels): waiting for its Secret', { dir: storeDir });
   const pins =
-    storeConn === undefined
+    storeDir === undefined
       ? undefined
       : new PinStore({
           connection: storeConn,
@@ -233,8 +239,9 @@ export function buildDataPlane(
   const reloadSessionStore = (): void => {
     if (storeDir === undefined || pins === undefined) return;
     try {
-      const next = readSessionStoreConnection(storeDir);
-      if (isDeepStrictEqual(next, storeConn)) return;
+      const next = readPublishedSessionStore(storeDir);
+      // An emptied list (no Sentinel pod with an IP for a moment): the old one may still answer.
+      if (next === undefined || isDeepStrictEqual(next, storeConn)) return;
       storeConn = next;
       pins.reconnect(next);
       log('info', 'session store connection reloaded', { sentinels: next.sentinels.length });

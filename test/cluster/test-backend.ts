@@ -4,15 +4,21 @@
  * pod name, bound to the pod IP.
  *
  *   test-backend.ts [--port 8080] [--host IP] [--drain SECONDS] [--serve-file PATH]...
+ *                   [--session-cookie NAME]
  *
  * - `--host`: default `$POD_IP`, else 127.0.0.1. `--port`: default `$PORT`, else 8080.
  * - Every answer names the pod: JSON `{ endpoint: $POD_NAME, … }`; WebSocket
  *   upgrades get one text frame with the pod name.
  * - `GET /files` → JSON `[{ path, content }]` of each `--serve-file` read now
  *   (to see mounted Secrets and ConfigMaps as the process sees them).
+ * - `--session-cookie NAME`: like a Java app's `JSESSIONID`, a request
+ *   without cookie NAME gets `Set-Cookie: NAME=<random>.<pod name>; Path=/;
+ *   HttpOnly` (the value names the endpoint that issued it, so a test can
+ *   tell where the session was made); a request with it gets none.
  * - On SIGTERM it prints `SIGTERM received`, keeps serving for `--drain`
  *   seconds (default 0; -1: until SIGKILL), then closes and exits 0.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startBackend } from '../helpers/backends.ts';
@@ -23,6 +29,7 @@ const { values } = parseArgs({
     host: { type: 'string', default: process.env.POD_IP || '127.0.0.1' },
     drain: { type: 'string', default: '0' },
     'serve-file': { type: 'string', multiple: true, default: [] },
+    'session-cookie': { type: 'string' },
   },
 });
 const podName = process.env.POD_NAME || process.env.HOSTNAME || 'test-backend';
@@ -37,6 +44,13 @@ const backend = await startBackend(
   podName,
   port,
   (req, res) => {
+    const sessionCookie = values['session-cookie'];
+    if (sessionCookie !== undefined && !hasCookie(req.headers.cookie, sessionCookie)) {
+      res.setHeader(
+        'set-cookie',
+        `${sessionCookie}=${randomBytes(12).toString('hex')}.${podName}; Path=/; HttpOnly`,
+      );
+    }
     if (!req.url?.startsWith('/files')) return false;
     const files = (values['serve-file'] ?? []).map((path) => {
       try {
@@ -51,6 +65,10 @@ const backend = await startBackend(
   },
   values.host,
 );
+function hasCookie(header: string | undefined, name: string): boolean {
+  return (header ?? '').split(';').some((part) => part.trim().startsWith(`${name}=`));
+}
+
 process.stdout.write(`test-backend ${podName} listening on ${values.host}:${backend.port}\n`);
 
 process.once('SIGTERM', () => {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { DEFAULT_VALKEY_IMAGE } from '../../operator/src/build/session-store-objects.ts';
 import { buildPoolCrd } from '../../operator/src/crd/pool-crd.ts';
 import { CLUSTER_RULES, LEADER_ELECTION_RULES } from '../../operator/src/rbac.ts';
 import { promtool } from '../helpers/promtool.ts';
@@ -58,6 +59,8 @@ describe('helm template', () => {
     const c = pod.containers[0];
     expect(c.command).toBeUndefined(); // the image's ENTRYPOINT is tether-operator
     expect(c.args).toEqual(expect.arrayContaining(['--leader-elect=true', '--leader-election-id=tether']));
+    // The session store's image, as the operator defaults it.
+    expect(c.args).toContain(`--valkey-image=${DEFAULT_VALKEY_IMAGE}`);
     expect(c.securityContext).toMatchObject({
       readOnlyRootFilesystem: true,
       allowPrivilegeEscalation: false,
@@ -188,6 +191,11 @@ describe('values.schema.json and the template checks refuse bad values', () => {
       want: /at '\/prometheusRule\/proxy5xxRatio': maximum: got 5, want 1/,
     },
     {
+      desc: 'an empty Valkey image',
+      set: 'operator.valkeyImage=',
+      want: /at '\/operator\/valkeyImage': minLength: got 0, want 1/,
+    },
+    {
       desc: 'a misspelt key',
       set: 'operator.replica=3',
       want: /at '\/operator': additional properties 'replica' not allowed/,
@@ -232,6 +240,15 @@ describe('values.schema.json and the template checks refuse bad values', () => {
     const err = await renderChart(['--set', set]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CommandError);
     expect((err as CommandError).stderr).toMatch(want);
+  });
+
+  it("takes the session store's image from operator.valkeyImage (a private registry's copy)", async () => {
+    const { objects } = await renderChart(
+      setFlags(['operator.valkeyImage=registry.internal/mirror/valkey:8.1.1']),
+    );
+    expect(only(objects, 'Deployment').spec.template.spec.containers[0].args).toContain(
+      '--valkey-image=registry.internal/mirror/valkey:8.1.1',
+    );
   });
 
   it('accepts one replica without leader election, and a percentage PDB', async () => {

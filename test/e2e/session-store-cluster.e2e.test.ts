@@ -8,6 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { storeKeyOf } from '../../proxy/src/routing/learn.ts';
 import {
   createSessionStoreClient,
   parseSessionStoreConnection,
@@ -19,6 +20,7 @@ import {
   cluster,
   listPods,
   type PodJson,
+  podLog,
   podPids,
   runnerDir,
   TETHER_IMAGE,
@@ -51,7 +53,12 @@ interface StoreStatus {
 }
 interface Pool {
   metadata: { uid: string };
-  status?: { conditions?: Cond[]; sessionStore?: StoreStatus };
+  status?: {
+    conditions?: Cond[];
+    sessionStore?: StoreStatus;
+    proxies?: { desired: number; inSync: number };
+    endpoints?: { ready: number };
+  };
 }
 const getPool = () => json<Pool>(['get', 'sbp', POOL]);
 const storeReady = (p: Pool) => p.status?.sessionStore?.conditions?.find((c) => c.type === 'Ready');
@@ -132,6 +139,88 @@ async function rolesFromPods(password: string): Promise<{
   return { primary: primary?.metadata.name, linked, sentinelsAgreeing };
 }
 
+/** The pool's live proxy pods with an IP, by name. */
+const proxyPods = async (): Promise<PodJson[]> =>
+  (await listPods(NS, `tether.dev/pool=${POOL}`))
+    .filter((p) => !p.metadata.deletionTimestamp && p.status.podIP)
+    .sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
+
+/** GET a text body from a pod (inside the cluster's network namespace only), 2 s bound. */
+async function getText(ip: string, port: number, path: string): Promise<string> {
+  assertPodAddress(ip);
+  const res = await fetch(`http://${ip}:${port}${path}`, { signal: AbortSignal.timeout(2_000) });
+  return res.text();
+}
+
+/** One request through a proxy pod, with the client's session cookie when it has one. */
+async function viaProxy(
+  ip: string,
+  cookie?: string,
+): Promise<{ status: number; endpoint: string; setCookie: string[] }> {
+  assertPodAddress(ip);
+  const res = await fetch(`http://${ip}:8080/`, {
+    headers: cookie === undefined ? {} : { cookie },
+    signal: AbortSignal.timeout(5_000),
+  });
+  const body = (await res.json().catch(() => ({}))) as { endpoint?: string };
+  return { status: res.status, endpoint: body.endpoint ?? '', setCookie: res.headers.getSetCookie() };
+}
+
+/**
+ * Expects a request with `cookie` through the proxy at `ip` to reach `want`. On a miss, the
+ * message carries the proxy's store fallbacks: a lookup slower than the proxy's 50 ms store
+ * timeout (a loaded machine) is pinned by consistent hashing, by design.
+ */
+async function expectPinned(ip: string, cookie: string, want: string): Promise<void> {
+  const got = (await viaProxy(ip, cookie)).endpoint;
+  if (got === want) return;
+  const fallbacks = (await getText(ip, 9901, '/metrics'))
+    .split('\n')
+    .filter((l) => l.startsWith('tether_proxy_session_store_fallbacks_total'))
+    .join('; ');
+  expect(got, `through ${ip}; store fallbacks: ${fallbacks || 'none'}`).toBe(want);
+}
+
+/**
+ * A learned client sending a GET every 100 ms through each proxy in turn, until stopped (at
+ * most 1,000 requests and 120 s, also when the test fails before stopping it): what it got,
+ * for a test that breaks the store meanwhile.
+ */
+function startTraffic(ips: string[]): {
+  stop: () => Promise<{ answers: number; failures: string[]; maxMs: number; offPin: number }>;
+} {
+  let stopped = false;
+  const result = { answers: 0, failures: [] as string[], maxMs: 0, offPin: 0 };
+  const until = Date.now() + 120_000;
+  const loop = (async () => {
+    const first = await viaProxy(ips[0] as string);
+    const cookie = first.setCookie.find((c) => c.startsWith('JSESSIONID='))?.split(';')[0] as string;
+    for (let i = 0; !stopped && i < 1_000 && Date.now() < until; i++) {
+      const ip = ips[i % ips.length] as string;
+      const t = Date.now();
+      try {
+        const r = await viaProxy(ip, cookie);
+        if (r.status !== 200) result.failures.push(`${ip}: ${r.status}`);
+        else if (r.endpoint !== first.endpoint) result.offPin++;
+      } catch (err) {
+        result.failures.push(`${ip}: ${(err as Error).message}`);
+      }
+      result.answers++;
+      result.maxMs = Math.max(result.maxMs, Date.now() - t);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })().catch((err: unknown) => {
+    result.failures.push(`the first request: ${(err as Error).message}`);
+  });
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+      return result;
+    },
+  };
+}
+
 /** Cordons a Node (new pods go elsewhere, with IPs from the other Node's range); returns the undo. */
 async function cordon(node: string): Promise<() => Promise<void>> {
   await kubectl(cluster(), ['cordon', node]);
@@ -150,7 +239,8 @@ beforeAll(async () => {
     identity: 'op-store',
     args: [`--namespaces=${NS}`, `--proxy-image=${TETHER_IMAGE}`, '--leader-elect=false'],
   });
-  await apply(...testBackendDeployment('shop', NS, 1));
+  // The app issues its own session cookie, as a Java app does JSESSIONID: what Learn pins on.
+  await apply(...testBackendDeployment('shop', NS, 2, { args: ['--session-cookie=JSESSIONID'] }));
 });
 
 afterAll(async () => {
@@ -172,7 +262,8 @@ describe('the session store on the test cluster', () => {
       metadata: { name: POOL, namespace: NS },
       spec: {
         backend: { service: { name: 'shop', port: 'http' } },
-        proxy: { mode: 'Managed', replicas: 1 },
+        affinity: { type: 'Learn', learn: { cookieName: 'JSESSIONID', timeout: '10m' } },
+        proxy: { mode: 'Managed', replicas: 2 },
         sessionStore: { enabled: true, replicas: 2, sentinels: 3, writeMode: 'Sync' },
       },
     });
@@ -304,9 +395,106 @@ describe('the session store on the test cluster', () => {
     expect(existsSync(join(proxy, 'root/etc/tether/admin-token'))).toBe(true);
   });
 
+  it('the managed proxies start with --session-store, hold the table; the pool is Ready, never PushFailed', async () => {
+    const t0 = Date.now();
+    const pool = await eventually(
+      async () => {
+        const p = await getPool();
+        const ready = p.status?.conditions?.find((c) => c.type === 'Ready');
+        return ready?.status === 'True' && p.status?.proxies?.inSync === 2 && p.status.endpoints?.ready === 2
+          ? p
+          : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 500, what: 'the pool Ready with 2 proxies in sync and 2 endpoints' },
+    );
+    process.stderr.write(
+      `[e2e] Learn pool Ready, 2 proxies in sync, ${Date.now() - t0} ms after the store\n`,
+    );
+    expect(pool.status?.conditions?.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'False' });
+    const events = await json<{ items: Array<{ reason: string }> }>(['get', 'events']);
+    expect(events.items.map((e) => e.reason)).not.toContain('PushFailed');
+    for (const p of await proxyPods()) {
+      // Not crash-looping: each proxy process was started once, and it is connected to the store.
+      expect(podPids(p.metadata)).toHaveLength(1);
+      const metrics = await getText(p.status.podIP as string, 9901, '/metrics');
+      expect(metrics).toMatch(/^tether_proxy_session_store_up 1$/m);
+    }
+  });
+
+  it('Learn: a pin learned from the app cookie is honoured by both proxy replicas and kept in the store; deleting the pinned pod moves the client, which then sticks', async () => {
+    const [a, b] = (await proxyPods()).map((p) => p.status.podIP as string) as [string, string];
+    const pool = `${NS}/${POOL}`;
+    const client = createSessionStoreClient(parseSessionStoreConnection(await secretValues()), {
+      connectTimeoutMs: 2_000,
+      commandTimeoutMs: 2_000,
+    });
+    client.on('error', () => {});
+    try {
+      // Six clients (2 endpoints): the rendezvous choice of a cookie value alone would
+      // agree with the endpoint that issued it for all six only once in 64.
+      const clients: Array<{ cookie: string; issuer: string }> = [];
+      for (let i = 0; i < 6; i++) {
+        const first = await viaProxy(i % 2 === 0 ? a : b);
+        const cookie = first.setCookie.find((c) => c.startsWith('JSESSIONID='))?.split(';')[0];
+        expect(cookie, 'the app set its session cookie through the proxy').toBeDefined();
+        clients.push({ cookie: cookie as string, issuer: first.endpoint });
+      }
+      const stored = async (cookie: string) =>
+        client.get(storeKeyOf(pool, 'learn', cookie.slice('JSESSIONID='.length)));
+      for (const c of clients) {
+        // The proxy writes the learned pin after the response, fire-and-forget.
+        await eventually(async () => (await stored(c.cookie)) === c.issuer, {
+          timeoutMs: 10_000,
+          what: `the learned pin of ${c.cookie} in the store`,
+        });
+        for (const ip of [a, b, a, b]) await expectPinned(ip, c.cookie, c.issuer);
+      }
+      // Keys are hashed: no cookie value is stored raw.
+      const keys = await client.keys(`tether:{${pool}}:learn:*`);
+      expect(keys.length).toBeGreaterThanOrEqual(clients.length);
+      for (const c of clients) expect(keys.join(' ')).not.toContain(c.cookie.split('=')[1] as string);
+
+      // The endpoint of the first client dies: the client moves, through either proxy, and stays.
+      const victim = clients[0] as { cookie: string; issuer: string };
+      const t0 = Date.now();
+      await k(['delete', 'pod', victim.issuer, '--wait=false']);
+      const moved = await eventually(
+        async () => {
+          const r = await viaProxy(a, victim.cookie).catch(() => undefined);
+          return r !== undefined && r.status === 200 && r.endpoint !== victim.issuer ? r.endpoint : undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 100, what: 'the client answered by another endpoint' },
+      );
+      process.stderr.write(
+        `[e2e] Learn: pinned pod deleted, client answered by ${moved} after ${Date.now() - t0} ms\n`,
+      );
+      await eventually(async () => (await stored(victim.cookie)) === moved, {
+        timeoutMs: 10_000,
+        what: 'the moved pin in the store',
+      });
+      for (const ip of [b, a, b, a]) await expectPinned(ip, victim.cookie, moved);
+      // The Deployment replaces the pod: 2 endpoints again, and the moved client stays where it is.
+      await eventually(
+        async () => {
+          const p = await getPool();
+          return p.status?.endpoints?.ready === 2 && p.status.proxies?.inSync === 2;
+        },
+        { timeoutMs: 30_000, what: 'the replacement backend pod in the routing table' },
+      );
+      for (const ip of [a, b, a, b]) await expectPinned(ip, victim.cookie, moved);
+      process.stderr.write(
+        `[e2e] Learn: replacement pod in the table ${Date.now() - t0} ms after the delete; the moved client stayed\n`,
+      );
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it('deleting the primary pod: Sentinel promotes a replica, the operator wires the new pod back as a replica, the status follows', async () => {
     const before = await livePods('server');
     const old = before.find((p) => p.metadata.name === `${POOL}-store-0`) as PodJson;
+    // Traffic through both proxies all along: the store's failover must never stall or fail it.
+    const traffic = startTraffic((await proxyPods()).map((p) => p.status.podIP as string));
     const t0 = Date.now();
     // Its node cordoned, the new pod lands on the other node with a new IP: the Sentinels must
     // forget the old address. (Without, KWOK may hand the pod its old IP back: that path, a
@@ -360,6 +548,14 @@ describe('the session store on the test cluster', () => {
       { timeoutMs: 90_000, intervalMs: 500, what: 'status.sessionStore Ready again' },
     );
     process.stderr.write(`[e2e] store Ready again ${Date.now() - t0} ms after deleting the primary\n`);
+    const sent = await traffic.stop();
+    process.stderr.write(
+      `[e2e] during the failover: ${sent.answers} requests through the proxies, ${sent.failures.length} failed, slowest ${sent.maxMs} ms; ${sent.offPin} answered off the learned endpoint (store unavailable: consistent hashing)\n`,
+    );
+    expect(sent.failures).toEqual([]);
+    expect(sent.answers).toBeGreaterThan(20);
+    // Bounded by the store timeout (50 ms), never a connect timeout; 2 s leaves room for a loaded machine.
+    expect(sent.maxMs).toBeLessThan(2_000);
     const st = pool.status?.sessionStore as StoreStatus;
     expect(st.primary?.pod).toBe(promoted);
     expect(st.replicas?.every((r) => r.linked)).toBe(true);
@@ -437,6 +633,19 @@ describe('the session store on the test cluster', () => {
       what: 'status.sessionStore Ready after the Sentinel replacement',
     });
     process.stderr.write(`[e2e] Sentinel replaced: store Ready again after ${Date.now() - t0} ms\n`);
+    // Every proxy followed each update of the Secret, to the final list of 3 Sentinels (its
+    // directory is a symlink the kubelet swaps: a watch that stayed on the old one saw only one).
+    for (const p of await proxyPods()) {
+      await eventually(
+        async () => {
+          const reloads = [
+            ...podLog(p.metadata, 'proxy').matchAll(/"session store connection reloaded","sentinels":(\d+)/g),
+          ];
+          return reloads.at(-1)?.[1] === '3';
+        },
+        { timeoutMs: 15_000, what: `${p.metadata.name} reloading the Secret's 3 Sentinels` },
+      );
+    }
     const sentinelIps = (await livePods('sentinel')).map((p) => p.status.podIP as string);
     for (const ip of sentinelIps) {
       const peers = (await ask(ip, 26379, password, (c) =>
@@ -493,6 +702,96 @@ describe('the session store on the test cluster', () => {
     } finally {
       client.disconnect();
     }
+  });
+
+  it('persisted Header pins (a small store: 1 server, 1 Sentinel): scaling the backend up from 2 to 4 moves no pinned client, new clients reach the new endpoints', async () => {
+    await apply(...testBackendDeployment('grow', NS, 2));
+    await apply({
+      apiVersion: 'tether.dev/v1alpha1',
+      kind: 'StickyBackendPool',
+      metadata: { name: 'mini', namespace: NS },
+      spec: {
+        backend: { service: { name: 'grow', port: 'http' } },
+        affinity: { type: 'Header', header: { name: 'X-Session-Id' } },
+        proxy: { mode: 'Managed', replicas: 1 },
+        sessionStore: { enabled: true, replicas: 0, sentinels: 1, persistPins: true, pinTimeout: '10m' },
+      },
+    });
+    const t0 = Date.now();
+    const miniReady = (endpoints: number) => async () => {
+      const p = await json<Pool>(['get', 'sbp', 'mini']);
+      return p.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True' &&
+        p.status.proxies?.inSync === 1 &&
+        p.status.endpoints?.ready === endpoints &&
+        storeReady(p)?.status === 'True'
+        ? p
+        : undefined;
+    };
+    await eventually(miniReady(2), {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      what: 'pool mini and its store Ready',
+    });
+    const [proxy] = (await listPods(NS, 'tether.dev/pool=mini')).filter(
+      (p) => !p.metadata.deletionTimestamp && p.status.podIP,
+    );
+    const ip = proxy?.status.podIP as string;
+    await eventually(
+      async () => /^tether_proxy_session_store_up 1$/m.test(await getText(ip, 9901, '/metrics')),
+      {
+        timeoutMs: 20_000,
+        what: 'the mini proxy connected to its store',
+      },
+    );
+    process.stderr.write(
+      `[e2e] persisted pins: pool and small store Ready, proxy connected ${Date.now() - t0} ms after the apply\n`,
+    );
+    const values = await json<{ data: Record<string, string> }>(['get', 'secret', 'mini-session-store']);
+    const client = createSessionStoreClient(
+      parseSessionStoreConnection(
+        Object.fromEntries(
+          Object.entries(values.data).map(([key, v]) => [key, Buffer.from(v, 'base64').toString()]),
+        ),
+      ),
+      { connectTimeoutMs: 2_000, commandTimeoutMs: 2_000 },
+    );
+    client.on('error', () => {});
+    const as = async (id: string) => {
+      assertPodAddress(ip);
+      const res = await fetch(`http://${ip}:8080/`, {
+        headers: { 'x-session-id': id },
+        signal: AbortSignal.timeout(5_000),
+      });
+      return ((await res.json()) as { endpoint: string }).endpoint;
+    };
+    try {
+      const old = Array.from({ length: 20 }, (_, i) => `old-${i}`);
+      const before = new Map<string, string>();
+      for (const id of old) before.set(id, await as(id));
+      await eventually(async () => (await client.keys(`tether:{${NS}/mini}:pin:*`)).length === old.length, {
+        timeoutMs: 10_000,
+        what: '20 persisted pins in the store',
+      });
+      await k(['scale', 'deployment', 'grow', '--replicas=4']);
+      await eventually(miniReady(4), {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+        what: 'pool mini with 4 endpoints',
+      });
+      const after = new Map<string, string>();
+      for (const id of old) after.set(id, await as(id));
+      expect(after).toEqual(before);
+      const grown = new Set([...before.values()]);
+      const fresh = await Promise.all(Array.from({ length: 20 }, (_, i) => as(`new-${i}`)));
+      // Rendezvous over 4 endpoints sends about half the new clients to the 2 new ones.
+      expect(fresh.filter((e) => !grown.has(e)).length).toBeGreaterThan(0);
+      process.stderr.write(
+        `[e2e] persisted pins: 20 of 20 pinned clients kept their endpoint over 2 → 4; ${fresh.filter((e) => !grown.has(e)).length} of 20 new clients on the new endpoints\n`,
+      );
+    } finally {
+      client.disconnect();
+    }
+    await k(['delete', 'deployment,service', 'grow', '--wait=false']);
   });
 
   it('turning the store off deletes its objects and takes --session-store from the proxies', async () => {

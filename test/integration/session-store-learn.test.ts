@@ -4,6 +4,8 @@
  * shared by two proxy processes, slide and expire, follow a killed
  * endpoint, and survive a failover of the store's primary.
  */
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeKeyOf } from '../../proxy/src/routing/learn.ts';
 import { ChildProcesses } from '../../tools/child-processes.ts';
@@ -215,4 +217,45 @@ describe('the store primary is killed', () => {
     expect(await withSession(p, before.sid)).toBe(before.endpoint);
     await store.restartServer(old);
   }, 60_000);
+});
+
+describe("the store's Secret before the operator published a Sentinel", () => {
+  it('a proxy started with an empty sentinels list serves by consistent hashing, then connects when the Secret fills in', async () => {
+    // The operator writes `sentinels: ""` until the first Sentinel pod has an IP; a managed
+    // proxy started then exited 2 (`sentinels: expected string`) and crash-looped.
+    const dir = join(s.dir, 'unpublished-secret');
+    mkdirSync(dir);
+    for (const f of readdirSync(secretDir)) copyFileSync(join(secretDir, f), join(dir, f));
+    const published = readFileSync(join(secretDir, 'sentinels'), 'utf8');
+    writeFileSync(join(dir, 'sentinels'), '');
+    const config = s.write(
+      'unpublished.yaml',
+      poolYaml(eps, { affinity: { type: 'Learn', learn: { cookieName: 'JSESSIONID', timeout: '30m' } } }),
+    );
+    const p = await startProxy(['--config', config, '--session-store', dir, '--session-store-timeout', '1s']);
+    proxies.push(p);
+    const sid = newSid();
+    expect(await withSession(p, sid)).toBe(hashChoice(eps, sid));
+    expect(await metricValue(p, 'tether_proxy_session_store_up')).toBe(0);
+    expect(
+      await metricValue(p, 'tether_proxy_session_store_fallbacks_total', { reason: 'not_connected' }),
+    ).toBeGreaterThan(0);
+    // The Secret fills in (a rename, as the kubelet swaps a volume's files).
+    writeFileSync(join(dir, '.sentinels.tmp'), published);
+    renameSync(join(dir, '.sentinels.tmp'), join(dir, 'sentinels'));
+    await waitFor(
+      async () => (await metricValue(p, 'tether_proxy_session_store_up')) === 1,
+      10_000,
+      'store up after the Secret filled in',
+    );
+    const learned = await loginOffHash(p, eps);
+    await waitStored(learned.sid, learned.endpoint);
+    for (let i = 0; i < 3; i++) expect(await withSession(p, learned.sid)).toBe(learned.endpoint);
+    // Emptied again (no Sentinel pod with an IP for a moment): the connection it has stays.
+    writeFileSync(join(dir, '.sentinels.tmp'), '');
+    renameSync(join(dir, '.sentinels.tmp'), join(dir, 'sentinels'));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await metricValue(p, 'tether_proxy_session_store_up')).toBe(1);
+    expect(await withSession(p, learned.sid)).toBe(learned.endpoint);
+  });
 });

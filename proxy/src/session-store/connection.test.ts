@@ -1,6 +1,14 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ZodError } from 'zod';
-import { formatSentinelList, parseSentinelList, parseSessionStoreConnection } from './connection.ts';
+import {
+  formatSentinelList,
+  parseSentinelList,
+  parseSessionStoreConnection,
+  readPublishedSessionStore,
+} from './connection.ts';
 
 describe('parseSentinelList', () => {
   it.each([
@@ -64,6 +72,37 @@ describe('parseSessionStoreConnection', () => {
     } catch (err) {
       expect(err).toBeInstanceOf(ZodError);
       expect((err as ZodError).issues[0]?.path).toEqual([path]);
+    }
+  });
+});
+
+describe('readPublishedSessionStore (a mounted Secret the operator may not have filled in yet)', () => {
+  it.each([
+    {
+      desc: 'sentinels published',
+      files: { sentinels: '10.244.1.7:26379', masterName: 'ns-p' },
+      want: 'ns-p',
+    },
+    {
+      desc: 'sentinels empty: not published yet',
+      files: { sentinels: '\n', masterName: 'ns-p' },
+      want: undefined,
+    },
+    { desc: 'sentinels missing: not published yet', files: { masterName: 'ns-p' }, want: undefined },
+    {
+      desc: 'sentinels empty, masterName bad: refused',
+      files: { sentinels: '', masterName: 'a b' },
+      want: 'throws',
+    },
+    { desc: 'sentinels empty, masterName missing: refused', files: { sentinels: '' }, want: 'throws' },
+  ])('$desc', ({ files, want }) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tether-secret-'));
+    try {
+      for (const [k, v] of Object.entries(files)) writeFileSync(join(dir, k), v);
+      if (want === 'throws') expect(() => readPublishedSessionStore(dir)).toThrow(ZodError);
+      else expect(readPublishedSessionStore(dir)?.masterName).toBe(want);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

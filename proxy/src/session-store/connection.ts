@@ -99,12 +99,30 @@ export type SessionStoreConnection = z.infer<typeof sessionStoreConnectionSchema
 export function parseSessionStoreConnection(
   values: Readonly<Record<string, string | undefined>>,
 ): SessionStoreConnection {
+  return sessionStoreConnectionSchema.parse(pickValues(values));
+}
+
+/** The Secret's keys that have a value, trimmed. */
+function pickValues(values: Readonly<Record<string, string | undefined>>): Record<string, string> {
   const picked: Record<string, string> = {};
   for (const key of SESSION_STORE_KEYS) {
     const v = values[key];
     if (v !== undefined && v.trim() !== '') picked[key] = v.trim();
   }
-  return sessionStoreConnectionSchema.parse(picked);
+  return picked;
+}
+
+/** One file per key of a mounted Secret; absent files are left out. @throws {Error} unless ENOENT. */
+function readValues(dir: string): Record<string, string | undefined> {
+  const values: Record<string, string | undefined> = {};
+  for (const key of SESSION_STORE_KEYS) {
+    try {
+      values[key] = readFileSync(join(dir, key), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  return values;
 }
 
 /**
@@ -115,15 +133,25 @@ export function parseSessionStoreConnection(
  *   {@link parseSessionStoreConnection} does.
  */
 export function readSessionStoreConnection(dir: string): SessionStoreConnection {
-  const values: Record<string, string | undefined> = {};
-  for (const key of SESSION_STORE_KEYS) {
-    try {
-      values[key] = readFileSync(join(dir, key), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-  }
-  return parseSessionStoreConnection(values);
+  return parseSessionStoreConnection(readValues(dir));
+}
+
+/**
+ * Reads a mounted Secret that the operator may not have filled in yet: it
+ * writes `sentinels` empty until the first Sentinel pod has an IP, and a
+ * proxy started meanwhile must wait for it rather than fail.
+ *
+ * @returns undefined while `sentinels` is missing or empty (not published
+ *   yet); else the connection, as {@link readSessionStoreConnection}.
+ * @throws {Error} as {@link readSessionStoreConnection}, for any other fault.
+ */
+export function readPublishedSessionStore(dir: string): SessionStoreConnection | undefined {
+  const values = readValues(dir);
+  if ((values.sentinels ?? '').trim() !== '') return parseSessionStoreConnection(values);
+  // Not published yet; the other keys must still be right (a bad masterName is no reason to wait).
+  const { sentinels: _, ...rest } = values;
+  sessionStoreConnectionSchema.omit({ sentinels: true }).parse(pickValues(rest));
+  return undefined;
 }
 
 /** Bounds on one client's waiting; ms. */

@@ -29,7 +29,8 @@ export const DEFAULT_STORE_TIMEOUT_MS = 50;
 
 /** Settings of a {@link PinStore}. */
 export interface PinStoreOptions {
-  readonly connection: SessionStoreConnection;
+  /** Undefined: not published yet (no Sentinel address); calls fall back until {@link PinStore.reconnect}. */
+  readonly connection: SessionStoreConnection | undefined;
   /** Bound on every call, ms. */
   readonly timeoutMs: number;
   readonly metrics: ProxyMetrics;
@@ -47,7 +48,7 @@ type Bounded<T> = { ok: true; value: T } | { ok: false; reason: FallbackReason; 
 /** Pins in the session store, for one proxy process. */
 export class PinStore {
   private readonly o: PinStoreOptions;
-  private client: Redis;
+  private client: Redis | undefined;
   private readonly breaker = new CircuitBreaker({ failureThreshold: 3, openMs: 500, maxOpenMs: 5_000 });
   private readonly fallbackLog: RateLimitedLog;
   private readonly writeLog: RateLimitedLog;
@@ -65,13 +66,13 @@ export class PinStore {
     this.errorLog = new RateLimitedLog(interval);
     this.breakerLog = new RateLimitedLog(interval);
     o.metrics.enableSessionStore();
-    this.client = this.connect(o.connection);
+    this.client = o.connection === undefined ? undefined : this.connect(o.connection);
     this.refreshUp();
   }
 
   /** Whether the client has a primary and the breaker lets calls through (the `up` gauge). */
   get up(): boolean {
-    return this.client.status === 'ready' && this.breaker.state === 'closed';
+    return this.client?.status === 'ready' && this.breaker.state === 'closed';
   }
 
   private connect(conn: SessionStoreConnection): Redis {
@@ -123,7 +124,7 @@ export class PinStore {
     if (this.closed) return;
     const old = this.client;
     this.client = this.connect(conn);
-    old.disconnect();
+    old?.disconnect();
     this.refreshUp();
   }
 
@@ -193,15 +194,23 @@ export class PinStore {
     operation: 'lookup' | 'write' | 'delete' | 'probe',
     fn: (c: Redis) => Promise<T>,
   ): Promise<Bounded<T>> {
-    if (this.closed || this.client.status !== 'ready')
-      return { ok: false, reason: 'not_connected', error: `store connection ${this.client.status}` };
+    const client = this.client;
+    if (this.closed || client === undefined || client.status !== 'ready')
+      return {
+        ok: false,
+        reason: 'not_connected',
+        error:
+          client === undefined
+            ? 'no Sentinel address published yet'
+            : `store connection ${this.closed ? 'closed' : client.status}`,
+      };
     const now = Date.now();
     if (!this.breaker.allow(now)) {
       this.refreshUp();
       return { ok: false, reason: 'circuit_open', error: 'recent store calls failed' };
     }
     const started = performance.now();
-    const r = await bounded(fn(this.client), this.o.timeoutMs);
+    const r = await bounded(fn(client), this.o.timeoutMs);
     this.o.metrics.storeDuration.observe({ operation }, (performance.now() - started) / 1000);
     if (r.ok) this.breaker.succeed();
     // A closed connection is the reconnect's business, not a sign of a slow store.
@@ -237,7 +246,7 @@ export class PinStore {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.probeTimer);
-    this.client.disconnect();
+    this.client?.disconnect();
     this.o.metrics.storeUp.set(0);
   }
 }
