@@ -25,13 +25,8 @@ export class ChunkedError extends Error {
   }
 }
 
-enum State {
-  Size,
-  Data,
-  DataCrlf,
-  Trailers,
-  Done,
-}
+const State = { Size: 0, Data: 1, DataCrlf: 2, Trailers: 3, Done: 4 } as const;
+type State = (typeof State)[keyof typeof State];
 
 /**
  * An incremental chunked-body decoder. Feed it bytes as they arrive; it
@@ -39,7 +34,7 @@ enum State {
  * tells when the body ended.
  */
 export class ChunkedDecoder {
-  private state = State.Size;
+  private state: State = State.Size;
   private remaining = 0;
   /** Bytes of a size line or trailer section split across feeds. */
   private pending: Buffer | undefined;
