@@ -21,6 +21,7 @@ import { createAdminServer } from './admin-server.ts';
 import { parseDuration } from './api/duration.ts';
 import { durationSchema } from './api/pool-spec.ts';
 import { ephemeralKey, loadCookieKeys } from './cookie-keys.ts';
+import { NativeProxyServer } from './engine/native-server.ts';
 import { watchFile } from './file-watch.ts';
 import { makeLogger } from './json-log.ts';
 import { ProxyMetrics } from './metrics.ts';
@@ -37,7 +38,7 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                     [--connections-per-endpoint N] [--queue-size N] [--queue-timeout DURATION]
                     [--client-body-timeout DURATION] [--request-buffer-size SIZE]
                     [--send-timeout DURATION] [--response-buffer-size SIZE]
-                    [--log-level debug|info|warn|error]
+                    [--log-level debug|info|warn|error] [--engine native|node]
 
   --config F                 StickyBackendPool YAML with spec.backend.endpoints; reloaded when it
                              changes (and on SIGHUP). Without it, the proxy waits for a routing
@@ -69,7 +70,13 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                              send_timeout)
   --response-buffer-size     response bytes kept in memory for a slow reader before the endpoint is
                              paused (default 256k; nginx proxy_buffers)
+  --engine                   HTTP data path: native (Tether's own HTTP/1.1 engine on node:net, strict
+                             parsing; default) or node (node:http + undici, kept for comparison and
+                             as a fallback; see the README's "The native engine")
 `;
+
+/** The data path when `--engine` is not given. */
+const DEFAULT_ENGINE: 'native' | 'node' = 'native';
 
 /** A size in bytes, nginx style: `512`, `64k`, `1m` (powers of 1024). */
 const sizeSchema = z
@@ -114,6 +121,7 @@ export const flagsSchema = z.object({
   'send-timeout': durationSchema.default('60s'),
   'response-buffer-size': sizeSchema.prefault('256k'),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  engine: z.enum(['native', 'node']).default(DEFAULT_ENGINE),
 });
 
 function die(message: string): never {
@@ -149,6 +157,7 @@ export async function main(argv: string[]): Promise<void> {
         'send-timeout': { type: 'string' },
         'response-buffer-size': { type: 'string' },
         'log-level': { type: 'string' },
+        engine: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -223,7 +232,7 @@ export async function main(argv: string[]): Promise<void> {
     },
   );
   let shuttingDown = false;
-  const proxy = new ProxyServer({
+  const proxy = new (flags.engine === 'native' ? NativeProxyServer : ProxyServer)({
     store,
     upstreams,
     metrics,
