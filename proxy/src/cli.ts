@@ -312,6 +312,7 @@ export async function main(argv: string[]): Promise<void> {
     admin: `${flags['admin-listen'].host}:${adminPort}`,
     pool: store.current?.pool,
     revision: store.current?.revision,
+    engine: flags.engine,
     node: process.version,
   });
 

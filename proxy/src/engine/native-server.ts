@@ -407,6 +407,9 @@ export class NativeProxyServer {
         chunkedToClient = out.chunked;
         closeDelimited = out.closeDelimited;
         ex.responseStarted = true;
+        // Head and the body bytes of the same read leave in one writev.
+        socket.cork();
+        process.nextTick(uncork, socket);
         socket.write(out.text, 'latin1');
       },
       onData: (chunk) => {
@@ -623,6 +626,10 @@ export class NativeProxyServer {
     );
     this.responseDone(ex, close);
   }
+}
+
+function uncork(socket: Socket): void {
+  socket.uncork();
 }
 
 const REASONS: Record<number, string> = {
