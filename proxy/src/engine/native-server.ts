@@ -146,6 +146,11 @@ export class NativeProxyServer {
     });
   }
 
+  /** Logs one line (JSON). */
+  log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
+    this.o.log(level, msg, fields);
+  }
+
   /** Hands a WebSocket handshake (its bytes unread again) to the node:http path, which counts the connection from here. */
   handOver(c: ClientConnection, bytes: Buffer): void {
     this.conns.delete(c);
@@ -393,9 +398,7 @@ export class NativeProxyServer {
         );
       }, limits.queueTimeoutMs);
     }
-    const c = ex.conn;
-    const head = ex.head;
-    const socket = c.socket;
+    const socket = ex.conn.socket;
     const hop = this.flow.hopOf(table, ex.view, false);
     const setCookie = this.flow.setCookieHeader(table, decision, hop, ex.view);
     let chunkedToClient = false;
@@ -682,6 +685,11 @@ class ClientConnection {
   private readonly onEnd = (): void => {
     this.ended = true;
     if (this.lingering) return;
+    if (this.readingBody) {
+      // Half-closed in the middle of a body: it can never complete.
+      this.socket.destroy();
+      return;
+    }
     if (this.current === undefined || this.current.done) {
       // Nothing owed: a partial head can never complete.
       this.socket.end();
@@ -696,6 +704,18 @@ class ClientConnection {
   };
 
   private readonly onData = (chunk: Buffer): void => {
+    try {
+      this.take(chunk);
+    } catch (err) {
+      // A bug must cost one connection, never the process.
+      this.s.log('error', 'native engine: unexpected error on a client connection', {
+        error: (err as Error).stack ?? String(err),
+      });
+      this.socket.destroy();
+    }
+  };
+
+  private take(chunk: Buffer): void {
     if (this.lingering) return;
     if (this.readingBody) {
       this.feedBody(chunk);
@@ -704,7 +724,7 @@ class ClientConnection {
     this.buf = this.buf === undefined || this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     if (this.current === undefined) this.parse();
     else if (this.buf.length > MAX_PIPELINED_BYTES) this.socket.pause();
-  };
+  }
 
   /** Parses the next request head in the buffer, if one is complete. */
   private parse(): void {
@@ -828,13 +848,33 @@ class ClientConnection {
     }, this.s.limits.clientHeaderTimeoutMs);
   }
 
-  /** An idle keep-alive connection is closed after {@link CLIENT_KEEP_ALIVE_MS}. */
+  /**
+   * An idle keep-alive connection is closed after {@link CLIENT_KEEP_ALIVE_MS}
+   * counted from when its last response left (Node's `keepAliveTimeout`); a
+   * response still in the socket's buffer for a slow reader is waited for
+   * while the reader makes progress, and cut after sendTimeoutMs without any.
+   */
   private armIdleTimer(): void {
     clearTimeout(this.timer);
     this.timerKind = 'idle';
-    this.timer = setTimeout(() => {
+    let unsent = this.socket.writableLength;
+    let stalledMs = 0;
+    const fire = (): void => {
       this.timer = undefined;
-      if (this.idle) this.lingerClose();
-    }, CLIENT_KEEP_ALIVE_MS);
+      if (!this.idle) return;
+      const left = this.socket.writableLength;
+      if (left === 0) {
+        this.lingerClose();
+        return;
+      }
+      stalledMs = left < unsent ? 0 : stalledMs + CLIENT_KEEP_ALIVE_MS;
+      unsent = left;
+      if (stalledMs >= this.s.limits.sendTimeoutMs) {
+        this.socket.destroy();
+        return;
+      }
+      this.timer = setTimeout(fire, CLIENT_KEEP_ALIVE_MS);
+    };
+    this.timer = setTimeout(fire, CLIENT_KEEP_ALIVE_MS);
   }
 }

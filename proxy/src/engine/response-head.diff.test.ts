@@ -152,7 +152,15 @@ describe('response parsing: native engine vs node:http', () => {
   it('random responses: every divergence is a documented choice', async () => {
     const body = fc.stringMatching(/^[a-z]{0,16}$/);
     const response = fc.record({
-      status: fc.constantFrom('200 OK', '201 Created', '204 No Content', '304 Not Modified', '404 Not Found', '200', '99 X'),
+      status: fc.constantFrom(
+        '200 OK',
+        '201 Created',
+        '204 No Content',
+        '304 Not Modified',
+        '404 Not Found',
+        '200',
+        '99 X',
+      ),
       version: fc.constantFrom('HTTP/1.1', 'HTTP/1.1', 'HTTP/1.0'),
       method: fc.constantFrom('GET', 'GET', 'HEAD'),
       extra: fc.array(

@@ -79,7 +79,14 @@ export class UpstreamConnection {
     this.pool = pool;
     this.settings = settings;
     socket.setNoDelay(true);
-    socket.on('data', (c: Buffer) => this.onSocketData(c));
+    socket.on('data', (c: Buffer) => {
+      try {
+        this.onSocketData(c);
+      } catch (err) {
+        // A bug must cost one exchange (502, not held against the endpoint), never the process.
+        this.fail(new UpstreamError('ERR_TETHER_ENGINE', `native engine: ${(err as Error).message}`));
+      }
+    });
     socket.on('end', () => this.onSocketEnd());
     socket.on('error', (err: Error) => this.fail(tagged(err, socket)));
     socket.on('close', () =>
