@@ -79,14 +79,6 @@ export class UpstreamConnection {
     this.pool = pool;
     this.settings = settings;
     socket.setNoDelay(true);
-    socket.on('data', (c: Buffer) => {
-      try {
-        this.onSocketData(c);
-      } catch (err) {
-        // A bug must cost one exchange (502, not held against the endpoint), never the process.
-        this.fail(new UpstreamError('ERR_TETHER_ENGINE', `native engine: ${(err as Error).message}`));
-      }
-    });
     socket.on('end', () => this.onSocketEnd());
     socket.on('error', (err: Error) => this.fail(tagged(err, socket)));
     socket.on('close', () =>
@@ -94,6 +86,16 @@ export class UpstreamConnection {
     );
     socket.on('timeout', () => this.onTimeout());
     socket.on('drain', () => this.onDrain?.());
+  }
+
+  /** Bytes read from the endpoint (the socket's `onread` callback: no stream machinery on this path). */
+  onRead(chunk: Buffer): void {
+    try {
+      this.onSocketData(chunk);
+    } catch (err) {
+      // A bug must cost one exchange (502, not held against the endpoint), never the process.
+      this.fail(new UpstreamError('ERR_TETHER_ENGINE', `native engine: ${(err as Error).message}`));
+    }
   }
 
   /** The connection is open and carries no exchange. */
@@ -400,7 +402,22 @@ export class UpstreamPool {
   }
 
   private dial(pooled: boolean, cb: Waiter): void {
-    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    let conn: UpstreamConnection | undefined;
+    // `onread` hands each read straight to the connection, skipping the
+    // Readable machinery; a fresh buffer per read, since a chunk may sit in
+    // the client socket's write queue after the callback returns.
+    const socket = connect({
+      host: this.host,
+      port: this.port,
+      noDelay: true,
+      onread: {
+        buffer: () => Buffer.allocUnsafe(READ_BUFFER_BYTES),
+        callback: (n: number, buf: Uint8Array): boolean => {
+          conn?.onRead((buf as Buffer).subarray(0, n));
+          return true;
+        },
+      },
+    });
     let done = false;
     const timer = setTimeout(() => {
       if (done) return;
@@ -423,7 +440,10 @@ export class UpstreamPool {
       done = true;
       clearTimeout(timer);
       socket.off('error', onError);
-      cb(null, new UpstreamConnection(socket, pooled ? this : undefined, this.settings));
+      conn = new UpstreamConnection(socket, pooled ? this : undefined, this.settings);
+      // Flowing, so that the end of the stream is reported ('end') although no 'data' listener reads it.
+      socket.resume();
+      cb(null, conn);
     });
   }
 
@@ -438,3 +458,6 @@ export class UpstreamPool {
 }
 
 function noop(): void {}
+
+/** Size of each read from an endpoint, bytes (libuv suggests 64 KiB; most answers are far smaller). */
+const READ_BUFFER_BYTES = 16 * 1024;
