@@ -654,8 +654,14 @@ class ClientConnection {
   private bodyLeft = 0;
   private decoder: ChunkedDecoder | undefined;
   private readingBody = false;
-  private timer: NodeJS.Timeout | undefined;
-  private timerKind: 'header' | 'idle' = 'header';
+  /** What the connection's timers wait for: a head under way, an idle keep-alive gap, or nothing. */
+  private waiting: 'none' | 'header' | 'idle' = 'none';
+  /** Reused (`refresh()`) from request to request: no timer allocation per request. */
+  private headerTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** Response bytes still queued at the last idle check, and for how long no byte left. */
+  private unsent = 0;
+  private stalledMs = 0;
   keepAlive = true;
   gone = false;
   lingering = false;
@@ -698,7 +704,9 @@ class ClientConnection {
 
   private readonly onClose = (): void => {
     this.gone = true;
-    clearTimeout(this.timer);
+    this.waiting = 'none';
+    clearTimeout(this.headerTimer);
+    clearTimeout(this.idleTimer);
     const ex = this.current;
     if (ex !== undefined && !ex.done) this.s.clientGone(ex);
   };
@@ -740,8 +748,7 @@ class ClientConnection {
       else this.armHeaderTimer();
       return;
     }
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.waiting = 'none';
     if (r.kind === 'refused') {
       this.refuse(r.refusal);
       return;
@@ -826,7 +833,7 @@ class ClientConnection {
     if (this.lingering) return;
     this.lingering = true;
     this.readingBody = false;
-    clearTimeout(this.timer);
+    this.waiting = 'none';
     this.buf = undefined;
     if (this.socket.isPaused()) this.socket.resume();
     this.socket.end();
@@ -837,16 +844,19 @@ class ClientConnection {
 
   /** A head under way must be complete within clientHeaderTimeoutMs: 408 after (nginx `client_header_timeout`). */
   private armHeaderTimer(): void {
-    if (this.timer !== undefined && this.timerKind === 'header') return;
-    clearTimeout(this.timer);
-    this.timerKind = 'header';
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      if (this.current !== undefined) return;
-      if (this.buf === undefined || this.buf.length === 0) this.socket.destroy();
-      else this.refuse({ status: 408, code: 'TETHER_REQUEST_TIMEOUT' });
-    }, this.s.limits.clientHeaderTimeoutMs);
+    if (this.waiting === 'header') return;
+    this.waiting = 'header';
+    if (this.headerTimer === undefined)
+      this.headerTimer = setTimeout(this.onHeaderTimer, this.s.limits.clientHeaderTimeoutMs);
+    else this.headerTimer.refresh();
   }
+
+  private readonly onHeaderTimer = (): void => {
+    if (this.waiting !== 'header' || this.current !== undefined) return;
+    this.waiting = 'none';
+    if (this.buf === undefined || this.buf.length === 0) this.socket.destroy();
+    else this.refuse({ status: 408, code: 'TETHER_REQUEST_TIMEOUT' });
+  };
 
   /**
    * An idle keep-alive connection is closed after {@link CLIENT_KEEP_ALIVE_MS}
@@ -855,26 +865,23 @@ class ClientConnection {
    * while the reader makes progress, and cut after sendTimeoutMs without any.
    */
   private armIdleTimer(): void {
-    clearTimeout(this.timer);
-    this.timerKind = 'idle';
-    let unsent = this.socket.writableLength;
-    let stalledMs = 0;
-    const fire = (): void => {
-      this.timer = undefined;
-      if (!this.idle) return;
-      const left = this.socket.writableLength;
-      if (left === 0) {
-        this.lingerClose();
-        return;
-      }
-      stalledMs = left < unsent ? 0 : stalledMs + CLIENT_KEEP_ALIVE_MS;
-      unsent = left;
-      if (stalledMs >= this.s.limits.sendTimeoutMs) {
-        this.socket.destroy();
-        return;
-      }
-      this.timer = setTimeout(fire, CLIENT_KEEP_ALIVE_MS);
-    };
-    this.timer = setTimeout(fire, CLIENT_KEEP_ALIVE_MS);
+    this.waiting = 'idle';
+    this.unsent = this.socket.writableLength;
+    this.stalledMs = 0;
+    if (this.idleTimer === undefined) this.idleTimer = setTimeout(this.onIdleTimer, CLIENT_KEEP_ALIVE_MS);
+    else this.idleTimer.refresh();
   }
+
+  private readonly onIdleTimer = (): void => {
+    if (this.waiting !== 'idle' || !this.idle) return;
+    const left = this.socket.writableLength;
+    if (left === 0) {
+      this.lingerClose();
+      return;
+    }
+    this.stalledMs = left < this.unsent ? 0 : this.stalledMs + CLIENT_KEEP_ALIVE_MS;
+    this.unsent = left;
+    if (this.stalledMs >= this.s.limits.sendTimeoutMs) this.socket.destroy();
+    else this.idleTimer?.refresh();
+  };
 }
