@@ -67,7 +67,12 @@ interface Exchange extends FlowExchange {
   prefixBytes: number;
 }
 
-export interface NativeProxyServerOptions extends ProxyServerOptions {}
+/** Bound metric children of one endpoint runtime (see {@link NativeProxyServer.seriesOf}). */
+interface EndpointSeries {
+  readonly latency: { observe(v: number): void };
+  /** By response status. */
+  readonly requests: Map<number, { inc(): void }>;
+}
 
 /** The proxy listener of the native engine. */
 export class NativeProxyServer {
@@ -83,6 +88,7 @@ export class NativeProxyServer {
   closing = false;
   inflight = 0;
   private readonly transport: Transport<Exchange>;
+  private readonly series = new WeakMap<EndpointRuntime, EndpointSeries>();
 
   constructor(o: ProxyServerOptions) {
     this.o = o;
@@ -302,6 +308,25 @@ export class NativeProxyServer {
     this.inflight--;
   }
 
+  /**
+   * The metric series of an endpoint's runtime, resolved once: prom-client
+   * hashes a label object on every `inc({…})`, a bound child does not. A
+   * runtime lives as long as its table, so series of an endpoint that left
+   * are not kept alive by this cache.
+   */
+  private seriesOf(rt: EndpointRuntime): EndpointSeries {
+    let m = this.series.get(rt);
+    if (m === undefined) {
+      const pool = rt.table.pool;
+      m = {
+        latency: this.o.metrics.upstreamLatency.labels(pool, rt.endpoint.id),
+        requests: new Map(),
+      };
+      this.series.set(rt, m);
+    }
+    return m;
+  }
+
   private poolFor(served: ServedTable, rt: EndpointRuntime): UpstreamPool {
     if (this.poolsFor !== served) {
       // A new table: pools of origins it no longer has close once their exchanges end.
@@ -451,11 +476,14 @@ export class NativeProxyServer {
       onEnd: () => {
         finish();
         if (chunkedToClient) socket.write(LAST_CHUNK, 'latin1');
-        this.o.metrics.requests.inc({ pool: table.pool, endpoint: ep.id, code_class: codeClass(ex.status) });
-        this.o.metrics.upstreamLatency.observe(
-          { pool: table.pool, endpoint: ep.id },
-          (performance.now() - started) / 1000,
-        );
+        const m = this.seriesOf(rt);
+        let requests = m.requests.get(ex.status);
+        if (requests === undefined) {
+          requests = this.o.metrics.requests.labels(table.pool, ep.id, codeClass(ex.status));
+          m.requests.set(ex.status, requests);
+        }
+        requests.inc();
+        m.latency.observe((performance.now() - started) / 1000);
         this.responseDone(ex, closeDelimited);
       },
       onError: (err) => {

@@ -404,16 +404,17 @@ export class UpstreamPool {
   private dial(pooled: boolean, cb: Waiter): void {
     let conn: UpstreamConnection | undefined;
     // `onread` hands each read straight to the connection, skipping the
-    // Readable machinery; a fresh buffer per read, since a chunk may sit in
-    // the client socket's write queue after the callback returns.
+    // Readable machinery. All connections read into one buffer (callbacks run
+    // one at a time); each read is copied out, since a chunk may still sit
+    // in a client socket's write queue after the callback returns.
     const socket = connect({
       host: this.host,
       port: this.port,
       noDelay: true,
       onread: {
-        buffer: () => Buffer.allocUnsafe(READ_BUFFER_BYTES),
+        buffer: READ_BUFFER,
         callback: (n: number, buf: Uint8Array): boolean => {
-          conn?.onRead((buf as Buffer).subarray(0, n));
+          conn?.onRead(Buffer.from((buf as Buffer).subarray(0, n)));
           return true;
         },
       },
@@ -459,5 +460,5 @@ export class UpstreamPool {
 
 function noop(): void {}
 
-/** Size of each read from an endpoint, bytes (libuv suggests 64 KiB; most answers are far smaller). */
-const READ_BUFFER_BYTES = 16 * 1024;
+/** The buffer every endpoint read lands in first (libuv reads up to 64 KiB at a time). */
+const READ_BUFFER = Buffer.alloc(64 * 1024);
