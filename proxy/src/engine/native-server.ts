@@ -428,6 +428,7 @@ export class NativeProxyServer {
     const setCookie = this.flow.setCookieHeader(table, decision, hop, ex.view);
     let chunkedToClient = false;
     let closeDelimited = false;
+    let pendingHead: string | undefined;
     let upPaused = false;
     const sink: ResponseSink = {
       onHead: (h: ResponseHead) => {
@@ -435,14 +436,24 @@ export class NativeProxyServer {
         chunkedToClient = out.chunked;
         closeDelimited = out.closeDelimited;
         ex.responseStarted = true;
-        // Head and the body bytes of the same read leave in one writev.
-        socket.cork();
-        process.nextTick(uncork, socket);
-        socket.write(out.text, 'latin1');
+        // Held back: the body bytes of the same read usually follow at once,
+        // and head and body then leave in one write (one syscall).
+        pendingHead = out.text;
       },
       onData: (chunk) => {
         let ok: boolean;
-        if (chunkedToClient) {
+        if (pendingHead !== undefined && !chunkedToClient) {
+          const head = pendingHead;
+          pendingHead = undefined;
+          const all = Buffer.allocUnsafe(head.length + chunk.length);
+          all.write(head, 0, 'latin1');
+          chunk.copy(all, head.length);
+          ok = socket.write(all);
+        } else if (chunkedToClient) {
+          if (pendingHead !== undefined) {
+            socket.write(pendingHead, 'latin1');
+            pendingHead = undefined;
+          }
           socket.cork();
           socket.write(chunkHeader(chunk.length), 'latin1');
           socket.write(chunk);
@@ -473,9 +484,19 @@ export class NativeProxyServer {
           });
         }
       },
+      onReadDone: () => {
+        // A head with no body bytes behind it yet (a stream, server-sent events) goes out now.
+        if (pendingHead !== undefined) {
+          socket.write(pendingHead, 'latin1');
+          pendingHead = undefined;
+        }
+      },
       onEnd: () => {
         finish();
-        if (chunkedToClient) socket.write(LAST_CHUNK, 'latin1');
+        if (pendingHead !== undefined) {
+          socket.write(chunkedToClient ? pendingHead + LAST_CHUNK : pendingHead, 'latin1');
+          pendingHead = undefined;
+        } else if (chunkedToClient) socket.write(LAST_CHUNK, 'latin1');
         const m = this.seriesOf(rt);
         let requests = m.requests.get(ex.status);
         if (requests === undefined) {
@@ -657,10 +678,6 @@ export class NativeProxyServer {
     );
     this.responseDone(ex, close);
   }
-}
-
-function uncork(socket: Socket): void {
-  socket.uncork();
 }
 
 const REASONS: Record<number, string> = {

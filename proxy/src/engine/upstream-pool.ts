@@ -38,6 +38,8 @@ export interface ResponseSink {
   onData(chunk: Buffer): void;
   onEnd(): void;
   onError(err: Error): void;
+  /** One read from the endpoint was handled and the response goes on. */
+  onReadDone(): void;
 }
 
 /** An error with a code, as undici raises them. */
@@ -92,6 +94,7 @@ export class UpstreamConnection {
   onRead(chunk: Buffer): void {
     try {
       this.onSocketData(chunk);
+      this.sink?.onReadDone();
     } catch (err) {
       // A bug must cost one exchange (502, not held against the endpoint), never the process.
       this.fail(new UpstreamError('ERR_TETHER_ENGINE', `native engine: ${(err as Error).message}`));
