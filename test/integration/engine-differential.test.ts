@@ -36,13 +36,16 @@ let node: ProxyProcess;
 beforeAll(async () => {
   backend = await startBackend('diff', 0, (req, res) => {
     switch (req.url) {
-      case '/chunked-answer':
-        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-t' });
+      case '/chunked-answer': {
+        // Node refuses trailers where it sends no chunked body (HEAD).
+        const trailers = req.method !== 'HEAD';
+        res.writeHead(200, { 'content-type': 'text/plain', ...(trailers ? { trailer: 'x-t' } : {}) });
         res.write('ab');
         res.write('cd');
-        res.addTrailers({ 'x-t': '1' });
+        if (trailers) res.addTrailers({ 'x-t': '1' });
         res.end();
         return true;
+      }
       case '/no-content':
         res.writeHead(204, { 'x-a': '1' });
         res.end();
@@ -155,6 +158,7 @@ const CORPUS = [
   'HEAD /head HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n',
   'GET /chunked-answer HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n',
   'GET /chunked-answer HTTP/1.0\r\n\r\n',
+  'HEAD /chunked-answer HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n',
   'GET /no-content HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n',
   'GET /not-modified HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n',
   'GET /early-hints HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n',
@@ -188,6 +192,7 @@ describe('native engine vs node:http path, end to end', () => {
   it('generated requests: same answers and same endpoint requests, or a documented choice', async () => {
     const request = fc.record({
       method: fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'get'),
+      // (HEAD /chunked-answer is in the mix: the backend must not throw on it.)
       path: fc.constantFrom('/', '/x?y=z', '/chunked-answer', '/no-content', '/hop'),
       version: fc.constantFrom('HTTP/1.1', 'HTTP/1.1', 'HTTP/1.0'),
       extra: fc.array(
