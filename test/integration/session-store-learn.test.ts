@@ -61,6 +61,7 @@ async function learnProxy(
   file: string,
   timeout = '30m',
   engine: 'native' | 'node' = 'native',
+  extra: readonly string[] = [],
 ): Promise<ProxyProcess> {
   const config = s.write(
     file,
@@ -77,6 +78,7 @@ async function learnProxy(
     '1s',
     '--engine',
     engine,
+    ...extra,
   ]);
   proxies.push(p);
   await waitFor(
@@ -202,6 +204,27 @@ describe.each(['native', 'node'] as const)(
     });
   },
 );
+
+describe('Learn affinity with --workers 2 (native engine)', () => {
+  it('every worker honours a pin learned elsewhere, and pins learned through the workers are stored', async () => {
+    const [single, workers] = await Promise.all([
+      learnProxy('w-single.yaml'),
+      learnProxy('w-workers.yaml', '30m', 'native', ['--workers', '2']),
+    ]);
+    const learned = await loginOffHash(single, eps);
+    await waitStored(learned.sid, learned.endpoint);
+    // New connections are spread over the workers (node:cluster round robin): each must follow the store.
+    for (let i = 0; i < 8; i++) {
+      const r = await get(`${workers.url}/`, {
+        headers: { cookie: `JSESSIONID=${learned.sid}`, connection: 'close' },
+      });
+      expect(r.endpoint).toBe(learned.endpoint);
+    }
+    const viaWorkers = await loginOffHash(workers, eps);
+    await waitStored(viaWorkers.sid, viaWorkers.endpoint);
+    expect(await withSession(single, viaWorkers.sid)).toBe(viaWorkers.endpoint);
+  }, 30_000);
+});
 
 describe('Learn pins time out', () => {
   it('a learned pin slides with use and expires after its timeout without', async () => {
