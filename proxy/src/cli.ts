@@ -25,6 +25,7 @@ import { createAdminServer } from './admin-server.ts';
 import { DURATION_PATTERN, parseDuration } from './api/duration.ts';
 import { durationSchema } from './api/pool-spec.ts';
 import { ephemeralKey, loadCookieKeys } from './cookie-keys.ts';
+import { NativeProxyServer } from './engine/native-server.ts';
 import { watchFile } from './file-watch.ts';
 import { type Logger, makeLogger } from './json-log.ts';
 import { ProxyMetrics } from './metrics.ts';
@@ -49,7 +50,7 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                     [--send-timeout DURATION] [--response-buffer-size SIZE]
                     [--session-store DIR] [--session-store-timeout DURATION]
                     [--workers N|auto] [--worker-sync-timeout DURATION]
-                    [--log-level debug|info|warn|error]
+                    [--log-level debug|info|warn|error] [--engine native|node]
 
   --config F                 StickyBackendPool YAML with spec.backend.endpoints; reloaded when it
                              changes (and on SIGHUP). Without it, the proxy waits for a routing
@@ -92,7 +93,13 @@ const USAGE = `usage: tether-proxy [--config pool.yaml] [--listen HOST:PORT] [--
                              passive health; tables, cookie keys and /metrics are shared
   --worker-sync-timeout      with --workers: how long every worker has to take a table or boot,
                              else the table is refused everywhere (default 10s)
+  --engine                   HTTP data path: native (Tether's own HTTP/1.1 engine on node:net, strict
+                             parsing; default) or node (node:http + undici, kept for comparison and
+                             as a fallback; see the README's "The native engine")
 `;
+
+/** The data path when `--engine` is not given. */
+const DEFAULT_ENGINE: 'native' | 'node' = 'native';
 
 /** A size in bytes, nginx style: `512`, `64k`, `1m` (powers of 1024). */
 const sizeSchema = z
@@ -163,6 +170,7 @@ export const flagsSchema = z.object({
   'worker-sync-timeout': durationSchema
     .refine((d) => parseDuration(d) >= 100, 'at least 100ms')
     .default('10s'),
+  engine: z.enum(['native', 'node']).default(DEFAULT_ENGINE),
 });
 
 /** The flags after validation. */
@@ -173,7 +181,8 @@ export interface DataPlane {
   readonly metrics: ProxyMetrics;
   readonly upstreams: Upstreams;
   readonly store: TableStore;
-  readonly proxy: ProxyServer;
+  /** The listener of `--engine`: the native engine or the node:http path. */
+  readonly proxy: ProxyServer | NativeProxyServer;
   /** The session store's pins (`--session-store`); each worker of `--workers` has its own client. */
   readonly pins: PinStore | undefined;
   /** Reads `--session-store`'s Secret again (SIGHUP); a bad one is logged and the last good kept. */
@@ -267,7 +276,7 @@ export function buildDataPlane(
       };
     },
   );
-  const proxy = new ProxyServer({
+  const proxy = new (flags.engine === 'native' ? NativeProxyServer : ProxyServer)({
     store,
     upstreams,
     metrics,
@@ -345,6 +354,7 @@ export async function main(argv: string[]): Promise<void> {
         'log-level': { type: 'string' },
         workers: { type: 'string' },
         'worker-sync-timeout': { type: 'string' },
+        engine: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -481,6 +491,7 @@ export async function main(argv: string[]): Promise<void> {
     admin: `${flags['admin-listen'].host}:${adminPort}`,
     pool: store.current?.pool,
     revision: store.current?.revision,
+    engine: flags.engine,
     node: process.version,
   });
 

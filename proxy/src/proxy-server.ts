@@ -3,7 +3,7 @@
  * HTTP through undici (one keep-alive Pool per endpoint) and WebSocket
  * upgrades through http-proxy-3. All I/O of the proxy's listener is here.
  */
-import { type KeyObject, randomBytes } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { ClientRequest, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
@@ -11,45 +11,22 @@ import { PassThrough } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { Client, Dispatcher } from 'undici';
 import { formatRefusal, type Refusal, refusalForClientError, refusalForRequest } from './client-errors.ts';
-import {
-  classifyFailure,
-  classifyUpstreamError,
-  connectionWasUsed,
-  statusForError,
-  TetherError,
-} from './errors.ts';
+import { classifyUpstreamError, statusForError, TetherError } from './errors.ts';
 import { codeClass, type ProxyMetrics } from './metrics.ts';
-import { clientIpKey, findCookieValues, headerKey, resolveClientAddress } from './routing/affinity-key.ts';
+import {
+  type FlowExchange,
+  IDEMPOTENT,
+  RequestFlow,
+  type RequestView,
+  type Transport,
+} from './request-flow.ts';
 import type { CompiledTable } from './routing/compiled-table.ts';
-import { encodeAffinityCookie, SESSION_ID_BYTES } from './routing/cookie-codec.ts';
-import {
-  buildUpstreamHeaders,
-  type Hop,
-  isHttps,
-  stripResponseHopHeaders,
-} from './routing/forwarded-headers.ts';
-import { cidrContains, parseIp } from './routing/ip.ts';
-import {
-  decideByStoredPin,
-  findLearnedCookie,
-  type PinContext,
-  pinContextFor,
-  planStoreWrites,
-} from './routing/learn.ts';
-import {
-  type Decision,
-  decideByCookie,
-  decideByKey,
-  type EndpointView,
-  keepsPin,
-  redispatch,
-} from './routing/pick-endpoint.ts';
-import { formatSetCookie } from './routing/set-cookie.ts';
+import { buildUpstreamHeaders, type Hop, stripResponseHopHeaders } from './routing/forwarded-headers.ts';
+import type { PinContext } from './routing/learn.ts';
+import type { Decision } from './routing/pick-endpoint.ts';
 import type { PinStore } from './session-store/pin-store.ts';
 import type { TableStore } from './table-store.ts';
 import type { EndpointRuntime, ServedTable, Upstreams } from './upstreams.ts';
-
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 export interface ProxyServerOptions {
   store: TableStore;
@@ -63,6 +40,8 @@ export interface ProxyServerOptions {
   limits?: Partial<ProxyLimits>;
   /** The session store's pins (`--session-store`): Learn affinity and persisted ClientIP/Header pins. */
   pins?: PinStore | undefined;
+  /** The orchestration to share (the native engine hands its own over); made from these options when absent. */
+  flow?: RequestFlow;
 }
 
 /** Timeouts (ms) and limits (bytes, requests) of the listener, the forwarding path and the WebSocket path; cli.ts maps flags onto them. */
@@ -151,10 +130,20 @@ export class ProxyServer {
   private readonly clientErrored = new WeakSet<Socket>();
   private inflightRequests = 0;
   private closing = false;
+  /** The transport-independent orchestration (decide, retry, redispatch), shared with the native engine. */
+  private readonly flow: RequestFlow;
+  private readonly transport: Transport<Exchange> = {
+    forward: (served, ex, decision, rt, fresh) => this.forward(served, ex, decision, rt, fresh),
+    answer: (ex, table, endpoint, err) => this.answer(ex, table, endpoint, err),
+    replayable: (ex) => ex.body === undefined || ex.body.kind === 'buffer' || !ex.bodyStarted,
+    clientGone: (ex) => ex.res.destroyed,
+    settled: (ex) => ex.answered || ex.res.destroyed,
+  };
 
   constructor(o: ProxyServerOptions) {
     this.o = o;
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.flow = o.flow ?? new RequestFlow(o);
     const headersTimeout = this.limits.clientHeaderTimeoutMs;
     this.server = createServer(
       {
@@ -347,6 +336,7 @@ export class ProxyServer {
     }
     this.inflightRequests++;
     const ex: Exchange = {
+      method: req.method ?? '',
       req,
       res,
       controller: undefined,
@@ -418,132 +408,7 @@ export class ProxyServer {
   /** Decides on an endpoint once the request (and a buffered body) is in, after the store's pin lookup if any. */
   private start(ex: Exchange): void {
     if (ex.answered || ex.res.destroyed) return;
-    const served = this.o.upstreams.current as ServedTable;
-    const pin = this.lookupStoredPin(served.table, ex.req);
-    if (!(pin instanceof Promise)) {
-      ex.pin = pin;
-      this.decideAndForward(served, ex);
-    } else
-      void pin.then((ctx) => {
-        ex.pin = ctx;
-        this.decideAndForward(served, ex);
-      });
-  }
-
-  /**
-   * The async step before the decision, for pins the session store keeps
-   * (Learn; ClientIP/Header with `sessionStore.persistPins`): the request's
-   * pin context, with what the store said of its key once looked up
-   * (bounded by the store's timeout; never rejects).
-   *
-   * @returns the context at once when there is nothing to look up
-   *   (undefined: the table keeps no pins in the store), else a promise of it.
-   */
-  private lookupStoredPin(
-    table: CompiledTable,
-    req: IncomingMessage,
-  ): PinContext | undefined | Promise<PinContext> {
-    const pins = this.o.pins;
-    if (pins === undefined || (table.affinityType !== 'Learn' && table.pinTimeoutMs === 0)) return undefined;
-    const k = this.storedPinKeyOf(table, req);
-    const ctx = pinContextFor(table, 'key' in k ? k.key : undefined, 'problem' in k ? k.problem : undefined);
-    if (ctx?.storeKey === undefined) return ctx;
-    return pins.lookup(table.pool, ctx.storeKey, ctx.ttlMs).then((answer) => ({ ...ctx, answer }));
-  }
-
-  /** The affinity key a store-kept pin is filed under: Learn's cookie value, or the ClientIP/Header key. */
-  private storedPinKeyOf(
-    table: CompiledTable,
-    req: IncomingMessage,
-  ): { key: string } | { problem: 'missing' | 'invalid' } {
-    if (table.affinityType === 'Learn') {
-      const c = findLearnedCookie(header(req, 'cookie'), table.learn.cookieName);
-      return 'value' in c ? { key: c.value } : c;
-    }
-    if (table.affinityType === 'Header') return headerKey(req.headers[table.headerName]);
-    const addr = resolveClientAddress(
-      req.socket.remoteAddress,
-      header(req, 'x-forwarded-for'),
-      table.trustedProxies,
-    );
-    if (addr === undefined) return { problem: 'invalid' };
-    return { key: clientIpKey(addr, table.ipv4PrefixLength, table.ipv6PrefixLength) };
-  }
-
-  private decideAndForward(served: ServedTable, ex: Exchange): void {
-    if (ex.answered || ex.res.destroyed) return;
-    const table = served.table;
-    const nowMs = Date.now();
-    const decision = this.decide(table, ex.req, nowMs, served, ex.pin);
-    this.o.metrics.countDecision(table.pool, decision.outcome, decision.reason);
-    if (decision.endpoint === undefined) {
-      this.answer(
-        ex,
-        table,
-        undefined,
-        new TetherError('TETHER_NO_ENDPOINT', `no endpoint of pool ${table.pool} can take the request`),
-      );
-      return;
-    }
-    this.forward(served, ex, decision, served.at(decision.endpoint.index), false);
-  }
-
-  /**
-   * The affinity decision for a request, by the table's affinity type.
-   *
-   * @param pin - what the session store said of the request's key ({@link lookupStoredPin}).
-   */
-  private decide(
-    table: CompiledTable,
-    req: IncomingMessage,
-    nowMs: number,
-    up: EndpointView,
-    pin?: PinContext,
-  ): Decision {
-    if (pin?.affinityKey !== undefined && pin.answer !== undefined)
-      return decideByStoredPin(table, pin.affinityKey, pin.answer, up, nowMs);
-    switch (table.affinityType) {
-      case 'Learn': {
-        // No lookup (no cookie, or no store on this path): a new pin, or the stateless hash of the cookie.
-        const c = findLearnedCookie(header(req, 'cookie'), table.learn.cookieName);
-        return 'value' in c
-          ? decideByKey(table, c.value, undefined, up, nowMs, randomKey)
-          : decideByKey(table, undefined, c.problem, up, nowMs, randomKey);
-      }
-      case 'ClientIP': {
-        const addr = resolveClientAddress(
-          req.socket.remoteAddress,
-          header(req, 'x-forwarded-for'),
-          table.trustedProxies,
-        );
-        if (addr === undefined) return decideByKey(table, undefined, 'invalid', up, nowMs, randomKey);
-        return decideByKey(
-          table,
-          clientIpKey(addr, table.ipv4PrefixLength, table.ipv6PrefixLength),
-          undefined,
-          up,
-          nowMs,
-          randomKey,
-        );
-      }
-      case 'Header': {
-        const hk = headerKey(req.headers[table.headerName]);
-        return 'key' in hk
-          ? decideByKey(table, hk.key, undefined, up, nowMs, randomKey)
-          : decideByKey(table, undefined, hk.problem, up, nowMs, randomKey);
-      }
-      default:
-        return decideByCookie(
-          table,
-          {
-            values: findCookieValues(req.headers.cookie, table.cookie.name),
-            keys: this.o.cookieKeys(),
-            nowMs,
-            freshSessionId: randomKey,
-          },
-          up,
-        );
-    }
+    this.flow.start(ex, viewOf(ex.req), this.transport);
   }
 
   /**
@@ -605,8 +470,9 @@ export class ProxyServer {
     if (!fresh) st.pooled++;
     st.inflight++;
     const streamBody = ex.body?.kind === 'stream' ? new PassThrough() : null;
-    const hop = this.hopOf(table, req);
-    const setCookie = this.setCookieHeader(table, decision, hop, req);
+    const view = viewOf(req);
+    const hop = this.flow.hopOf(table, view, isTls(req.socket));
+    const setCookie = this.flow.setCookieHeader(table, decision, hop, view);
     const started = performance.now();
     let sendTimer: NodeJS.Timeout | undefined;
     let finished = false;
@@ -653,8 +519,7 @@ export class ProxyServer {
         }
         if (this.closing) headers.connection = 'close';
         // The response hook of store-kept pins: learn the app's cookie, store a new or moved pin (fire-and-forget).
-        if (ex.pin !== undefined && this.o.pins !== undefined)
-          this.o.pins.write(table.pool, planStoreWrites(ex.pin, ep.id, headers['set-cookie'], Date.now()));
+        if (ex.pin !== undefined) this.flow.storePins(table.pool, ex.pin, ep.id, headers['set-cookie']);
         try {
           res.writeHead(statusCode, statusMessage ?? '', headers as Record<string, string | string[]>);
         } catch (err) {
@@ -700,7 +565,7 @@ export class ProxyServer {
           res.destroy(err);
           return;
         }
-        this.attemptFailed(served, ex, decision, rt, fresh, err);
+        this.flow.attemptFailed(served, ex, decision, rt, fresh, err, this.transport);
       },
     };
     dispatcher.dispatch(
@@ -727,92 +592,6 @@ export class ProxyServer {
     return out;
   }
 
-  /**
-   * What to do after an attempt failed before any response byte reached the
-   * client. Only a failure of the endpoint itself counts against its
-   * passive health ({@link classifyFailure}); what follows:
-   *
-   * - connect failed (nothing sent): redispatch once (HAProxy `option
-   *   redispatch`), even a POST;
-   * - the connection broke before an answer, idempotent method, body in
-   *   hand: retry once on a new connection, to the same endpoint while the
-   *   table served now keeps the client there, else to the re-pin. A broken
-   *   reused keep-alive connection is not held against the endpoint (RFC
-   *   9112 §9.6 race); a new connection that breaks is, and then the
-   *   request is redispatched once to the re-pin (at most three sends);
-   * - a non-idempotent request that may have reached the endpoint is never
-   *   sent again (nginx `proxy_next_upstream` without `non_idempotent`).
-   *
-   * Retries and redispatches use the table served *now*, with its own
-   * runtimes: the failed endpoint is named by id, never by an index of the
-   * table the request started with.
-   */
-  private attemptFailed(
-    served: ServedTable,
-    ex: Exchange,
-    decision: Decision,
-    rt: EndpointRuntime,
-    fresh: boolean,
-    err: Error,
-  ): void {
-    const { req, res } = ex;
-    const table = served.table;
-    const ep = rt.endpoint;
-    const kind = classifyFailure(err);
-    const replayable = ex.body === undefined || ex.body.kind === 'buffer' || !ex.bodyStarted;
-    // Under Reject a kept pin is never moved (nginx-sticky `no_fallback`).
-    const mayMove = !(table.rejectOnFailure && decision.outcome === 'hit');
-    const now = this.o.upstreams.current ?? served;
-    switch (kind) {
-      case 'connect':
-      case 'unsent': {
-        if (kind === 'connect') this.o.upstreams.recordFailure(rt);
-        if (!ex.redispatched && mayMove && replayable) {
-          ex.redispatched = true;
-          if (this.sendToRepin(now, ex, decision, ep.id, 'redispatches', false)) return;
-        }
-        // Nowhere to go: the refused connection is the truer answer than "no endpoint".
-        this.answer(ex, table, ep.id, classifyUpstreamError(err));
-        return;
-      }
-      case 'reset': {
-        const idempotent = replayable && IDEMPOTENT.has(req.method ?? '');
-        if (fresh || !connectionWasUsed(err)) this.o.upstreams.recordFailure(rt);
-        if (fresh && ex.retried && !ex.redispatched && idempotent && mayMove) {
-          // The new connection broke too (an endpoint dying as the retry went
-          // out: its listener still took the connection): the endpoint is
-          // bad, so the client moves, once (HAProxy redispatches on its last retry).
-          ex.redispatched = true;
-          if (this.sendToRepin(now, ex, decision, ep.id, 'redispatches', false)) return;
-        }
-        if (!ex.retried && idempotent) {
-          ex.retried = true;
-          const same = now.byId(ep.id);
-          const nowMs = Date.now();
-          if (same !== undefined && keepsPin(now.table, same.endpoint, now, nowMs) === 'none') {
-            this.o.metrics.retries.inc({ pool: now.table.pool });
-            this.forward(now, ex, decision, same, true);
-            return;
-          }
-          if (mayMove && this.sendToRepin(now, ex, decision, ep.id, 'retries', true)) return;
-        }
-        this.answer(ex, table, ep.id, classifyUpstreamError(err));
-        return;
-      }
-      case 'timeout':
-      case 'protocol':
-        this.o.upstreams.recordFailure(rt);
-        this.answer(ex, table, ep.id, classifyUpstreamError(err));
-        return;
-      case 'aborted':
-        if (!res.destroyed) this.answer(ex, table, ep.id, classifyUpstreamError(err));
-        return;
-      default:
-        // undici refused the request as given, or something the endpoint did not do: never its fault.
-        this.answer(ex, table, ep.id, classifyUpstreamError(err));
-    }
-  }
-
   /** Answers an exchange with an error of the proxy, once. */
   private answer(
     ex: Exchange,
@@ -824,56 +603,6 @@ export class ProxyServer {
     ex.answered = true;
     clearTimeout(ex.bodyTimer);
     this.fail(ex.res, table, endpoint, err);
-  }
-
-  /**
-   * Sends an exchange whose endpoint failed to the client's re-pin in `now`
-   * (the table served at this moment, the failed endpoint named by id), and
-   * counts it as a redispatch or a retry.
-   * @returns false when no other endpoint can take it (the caller answers).
-   */
-  private sendToRepin(
-    now: ServedTable,
-    ex: Exchange,
-    decision: Decision,
-    failedId: string,
-    counter: 'redispatches' | 'retries',
-    fresh: boolean,
-  ): boolean {
-    const next = redispatch(now.table, decision, failedId, now, Date.now());
-    if (next.endpoint === undefined) return false;
-    this.o.metrics[counter].inc({ pool: now.table.pool });
-    this.o.metrics.countDecision(now.table.pool, next.outcome, next.reason);
-    this.forward(now, ex, next, now.at(next.endpoint.index), fresh);
-    return true;
-  }
-
-  /** The Set-Cookie value a decision calls for, or undefined. */
-  private setCookieHeader(
-    table: CompiledTable,
-    decision: Decision,
-    hop: Hop,
-    req: IncomingMessage,
-  ): string | undefined {
-    if (decision.setCookie === undefined) return undefined;
-    const value = encodeAffinityCookie(decision.setCookie, this.o.cookieKeys(), table.pool);
-    return formatSetCookie(table.cookie, value, isHttps(hop, header(req, 'x-forwarded-proto')));
-  }
-
-  /** The hop a request came over; the peer is parsed only when the pool trusts proxies. */
-  private hopOf(table: CompiledTable, req: IncomingMessage): Hop {
-    const peer = req.socket.remoteAddress ?? '';
-    let peerTrusted = false;
-    if (table.trustedProxies.length > 0) {
-      const ip = parseIp(peer);
-      peerTrusted = ip !== undefined && table.trustedProxies.some((c) => cidrContains(c, ip));
-    }
-    return {
-      peer,
-      peerTrusted,
-      tls: (req.socket as { encrypted?: boolean }).encrypted === true,
-      port: req.socket.localPort,
-    };
   }
 
   /** Answers an error the proxy itself produced; the status comes from {@link statusForError} alone. */
@@ -942,13 +671,14 @@ export class ProxyServer {
       refuse(bad ?? { status: 400, code: 'TETHER_BAD_UPGRADE' });
       return;
     }
-    const pin = this.lookupStoredPin(table, req);
-    if (!(pin instanceof Promise)) this.routeUpgrade(served, req, socket, head, pin);
+    const view = viewOf(req);
+    const pin = this.flow.lookupStoredPin(table, view);
+    if (!(pin instanceof Promise)) this.routeUpgrade(served, req, view, socket, head, pin);
     else {
       // Bytes a client sends before the 101 wait in the socket until the tunnel pipes them.
       socket.pause();
       void pin.then((ctx) => {
-        if (!socket.destroyed) this.routeUpgrade(served, req, socket, head, ctx);
+        if (!socket.destroyed) this.routeUpgrade(served, req, view, socket, head, ctx);
       });
     }
   }
@@ -957,6 +687,7 @@ export class ProxyServer {
   private routeUpgrade(
     served: ServedTable,
     req: IncomingMessage,
+    view: RequestView,
     socket: Socket,
     head: Buffer,
     pin: PinContext | undefined,
@@ -966,23 +697,21 @@ export class ProxyServer {
       if (socket.writable) socket.end(formatRefusal(r));
       else socket.destroy();
     };
-    const decision = this.decide(table, req, Date.now(), served, pin);
+    const decision = this.flow.decide(table, view, Date.now(), served, pin);
     this.o.metrics.countDecision(table.pool, decision.outcome, decision.reason);
     const ep = decision.endpoint;
     if (ep === undefined) {
       refuse({ status: 503, code: 'TETHER_NO_ENDPOINT' });
       return;
     }
-    const hop = this.hopOf(table, req);
+    const hop = this.flow.hopOf(table, view, isTls(req.socket));
     const hs: Handshake = {
       headers: buildUpstreamHeaders(req.rawHeaders, hop, 'websocket'),
-      setCookie: this.setCookieHeader(table, decision, hop, req),
+      setCookie: this.flow.setCookieHeader(table, decision, hop, view),
       upgraded: false,
       clientGone: false,
       afterUpgrade:
-        pin === undefined || this.o.pins === undefined
-          ? undefined
-          : (setCookie) => this.o.pins?.write(table.pool, planStoreWrites(pin, ep.id, setCookie, Date.now())),
+        pin === undefined ? undefined : (setCookie) => this.flow.storePins(table.pool, pin, ep.id, setCookie),
     };
     this.handshakes.set(req, hs);
     const rt: EndpointRuntime = served.at(ep.index);
@@ -1089,8 +818,21 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
+/** A node:http request as the shared flow reads it. */
+function viewOf(req: IncomingMessage): RequestView {
+  return {
+    remoteAddress: req.socket.remoteAddress,
+    localPort: req.socket.localPort,
+    header: (name) => header(req, name),
+  };
+}
+
+function isTls(socket: Socket): boolean {
+  return (socket as { encrypted?: boolean }).encrypted === true;
+}
+
 /** One client request and its attempts (the first, a retry, a redispatch). */
-interface Exchange {
+interface Exchange extends FlowExchange {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   /** The undici request now under way, so a client that leaves can abort it. */
@@ -1103,27 +845,4 @@ interface Exchange {
   bodyTimer: NodeJS.Timeout | undefined;
   /** The proxy answered the client itself (an error); later attempt events are ignored. */
   answered: boolean;
-  /** The one retry after a broken connection was used. */
-  retried: boolean;
-  /** The one redispatch after a failed connect was used. */
-  redispatched: boolean;
-  /** A pin the session store keeps (Learn, persisted pins): the key, and what the store said of it. */
-  pin: PinContext | undefined;
-}
-
-/** Limits on slow clients and busy endpoints; see the README's "Timeouts and limits". */
-
-// Random session ids come from a block refilled every 512 ids: one
-// randomBytes call per id costs about as much as the HMAC that signs it.
-let randomBlock = Buffer.alloc(0);
-let randomAt = 0;
-
-function randomKey(): string {
-  if (randomAt + SESSION_ID_BYTES > randomBlock.length) {
-    randomBlock = randomBytes(SESSION_ID_BYTES * 512);
-    randomAt = 0;
-  }
-  const id = randomBlock.toString('base64url', randomAt, randomAt + SESSION_ID_BYTES);
-  randomAt += SESSION_ID_BYTES;
-  return id;
 }

@@ -235,6 +235,11 @@ export class Upstreams {
     });
   }
 
+  /** The connection settings, for the native engine's own pools. */
+  get settings(): Readonly<UpstreamOptions> {
+    return this.options;
+  }
+
   /** Most connections per endpoint (the pool's size). */
   get connectionsPerEndpoint(): number {
     return this.options.connectionsPerEndpoint;

@@ -2,7 +2,10 @@
  * Learn affinity against a real loopback store (redis-server primary + 2
  * replicas, 3 redis-sentinel): pins learned from the app's JSESSIONID are
  * shared by two proxy processes, slide and expire, follow a killed
- * endpoint, and survive a failover of the store's primary.
+ * endpoint, and survive a failover of the store's primary. The sharing
+ * and following run through both engines (`--engine native`, the default,
+ * and `--engine node`): the lookup and the response hook are one code in
+ * request-flow.ts, but each engine calls it.
  */
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,7 +24,7 @@ import {
   startProxy,
   waitFor,
 } from '../helpers/proxy-process.ts';
-import { rawExchange, upgradeRequest } from '../helpers/raw-client.ts';
+import { RawConnection, rawExchange, upgradeRequest } from '../helpers/raw-client.ts';
 import {
   hashChoice,
   loginOffHash,
@@ -56,7 +59,12 @@ afterAll(async () => {
 });
 
 /** A proxy of a Learn pool over the backends, with the store. */
-async function learnProxy(file: string, timeout = '30m'): Promise<ProxyProcess> {
+async function learnProxy(
+  file: string,
+  timeout = '30m',
+  engine: 'native' | 'node' = 'native',
+  extra: readonly string[] = [],
+): Promise<ProxyProcess> {
   const config = s.write(
     file,
     poolYaml(eps, { affinity: { type: 'Learn', learn: { cookieName: 'JSESSIONID', timeout } } }),
@@ -70,6 +78,9 @@ async function learnProxy(file: string, timeout = '30m'): Promise<ProxyProcess> 
     secretDir,
     '--session-store-timeout',
     '1s',
+    '--engine',
+    engine,
+    ...extra,
   ]);
   proxies.push(p);
   await waitFor(
@@ -98,76 +109,123 @@ async function storedEndpoint(sid: string): Promise<string | null> {
   }
 }
 
-describe('Learn affinity with the session store', () => {
-  let a: ProxyProcess;
-  let b: ProxyProcess;
+describe.each(['native', 'node'] as const)(
+  'Learn affinity with the session store (--engine %s)',
+  (engine) => {
+    let a: ProxyProcess;
+    let b: ProxyProcess;
 
-  beforeAll(async () => {
-    [a, b] = await Promise.all([learnProxy('a.yaml'), learnProxy('b.yaml')]);
-  }, 30_000);
+    beforeAll(async () => {
+      [a, b] = await Promise.all([
+        learnProxy(`a-${engine}.yaml`, '30m', engine),
+        learnProxy(`b-${engine}.yaml`, '30m', engine),
+      ]);
+    }, 30_000);
 
-  it('a pin learned through proxy A is honoured by proxy B; the proxy never sets a cookie of its own', async () => {
-    const { sid, endpoint } = await loginOffHash(a, eps);
-    await waitStored(sid, endpoint);
-    for (let i = 0; i < 5; i++) {
-      expect(await withSession(b, sid)).toBe(endpoint);
-      expect(await withSession(a, sid)).toBe(endpoint);
-    }
-    const r = await get(`${b.url}/`, { headers: { cookie: `JSESSIONID=${sid}` } });
-    expect(r.headers['set-cookie']).toBeUndefined();
-    // The store keeps a hash of the cookie, never the cookie itself.
-    const c = store.clientOf(await store.primaryPort());
-    try {
-      const keys = await c.keys('tether:*');
-      expect(keys.some((k) => k.includes(sid))).toBe(false);
-      expect(keys).toContain(storeKeyOf('default/shop', 'learn', sid));
-    } finally {
-      c.disconnect();
-    }
-    expect(await metricValue(b, 'tether_proxy_affinity_decisions_total', { outcome: 'hit' })).toBeGreaterThan(
-      0,
-    );
-    expect(await metricValue(a, 'tether_proxy_session_store_writes_total', { result: 'ok' })).toBeGreaterThan(
-      0,
-    );
-  });
-
-  it('a WebSocket handshake carrying the learned cookie reaches the learned endpoint', async () => {
-    const { sid, endpoint } = await loginOffHash(a, eps);
-    const r = await rawExchange(b.port, upgradeRequest('/ws', [`Cookie: JSESSIONID=${sid}`]), 1_000);
-    expect(r.text).toMatch(/^HTTP\/1\.1 101 /);
-    // The backend's one frame names it.
-    for (const e of eps) expect(r.text.includes(e.name), e.name).toBe(e.name === endpoint);
-  });
-
-  it('an unknown cookie is pinned by its consistent hash and learned; a logout removes the pin', async () => {
-    const sid = newSid();
-    const want = hashChoice(eps, sid);
-    expect(await withSession(a, sid)).toBe(want);
-    await waitStored(sid, want);
-    expect(await withSession(b, sid)).toBe(want);
-    await withSession(b, sid, '/logout');
-    await waitStored(sid, null);
-  });
-
-  it('the endpoint a client is pinned to dies: the client moves, and sticks to the new one on both proxies', async () => {
-    const { sid, endpoint } = await loginOffHash(a, eps);
-    const victim = backends.find((x) => x.id === endpoint) as Backend;
-    await victim.kill();
-    try {
-      const moved = await withSession(a, sid);
-      expect(moved).toBeDefined();
-      expect(moved).not.toBe(endpoint);
-      await waitStored(sid, moved as string);
+    it('a pin learned through proxy A is honoured by proxy B; the proxy never sets a cookie of its own', async () => {
+      const { sid, endpoint } = await loginOffHash(a, eps);
+      await waitStored(sid, endpoint);
       for (let i = 0; i < 5; i++) {
-        expect(await withSession(b, sid)).toBe(moved);
-        expect(await withSession(a, sid)).toBe(moved);
+        expect(await withSession(b, sid)).toBe(endpoint);
+        expect(await withSession(a, sid)).toBe(endpoint);
       }
-    } finally {
-      const i = backends.indexOf(victim);
-      backends[i] = await startBackend(victim.id, victim.port, sessionApp);
+      const r = await get(`${b.url}/`, { headers: { cookie: `JSESSIONID=${sid}` } });
+      expect(r.headers['set-cookie']).toBeUndefined();
+      // The store keeps a hash of the cookie, never the cookie itself.
+      const c = store.clientOf(await store.primaryPort());
+      try {
+        const keys = await c.keys('tether:*');
+        expect(keys.some((k) => k.includes(sid))).toBe(false);
+        expect(keys).toContain(storeKeyOf('default/shop', 'learn', sid));
+      } finally {
+        c.disconnect();
+      }
+      expect(
+        await metricValue(b, 'tether_proxy_affinity_decisions_total', { outcome: 'hit' }),
+      ).toBeGreaterThan(0);
+      expect(
+        await metricValue(a, 'tether_proxy_session_store_writes_total', { result: 'ok' }),
+      ).toBeGreaterThan(0);
+    });
+
+    it('a WebSocket handshake carrying the learned cookie reaches the learned endpoint', async () => {
+      const { sid, endpoint } = await loginOffHash(a, eps);
+      const r = await rawExchange(b.port, upgradeRequest('/ws', [`Cookie: JSESSIONID=${sid}`]), 1_000);
+      expect(r.text).toMatch(/^HTTP\/1\.1 101 /);
+      // The backend's one frame names it.
+      for (const e of eps) expect(r.text.includes(e.name), e.name).toBe(e.name === endpoint);
+    });
+
+    it('pipelined requests of different sessions wait for their lookups and are answered in order', async () => {
+      const sessions = [await loginOffHash(a, eps), await loginOffHash(a, eps), await loginOffHash(a, eps)];
+      for (const x of sessions) await waitStored(x.sid, x.endpoint);
+      const payload = sessions
+        .map((x, i) => `GET /p${i} HTTP/1.1\r\nHost: shop.example\r\nCookie: JSESSIONID=${x.sid}\r\n\r\n`)
+        .join('');
+      const c = await RawConnection.open(b.port);
+      try {
+        c.write(payload);
+        expect(await c.waitResponses(sessions.length)).toBe(true);
+        const got = c
+          .responses()
+          .map((r) => JSON.parse(r.body.toString()) as { endpoint: string; path: string });
+        expect(got.map((r) => r.path)).toEqual(['/p0', '/p1', '/p2']);
+        expect(got.map((r) => r.endpoint)).toEqual(sessions.map((x) => x.endpoint));
+      } finally {
+        c.destroy();
+      }
+    });
+
+    it('an unknown cookie is pinned by its consistent hash and learned; a logout removes the pin', async () => {
+      const sid = newSid();
+      const want = hashChoice(eps, sid);
+      expect(await withSession(a, sid)).toBe(want);
+      await waitStored(sid, want);
+      expect(await withSession(b, sid)).toBe(want);
+      await withSession(b, sid, '/logout');
+      await waitStored(sid, null);
+    });
+
+    it('the endpoint a client is pinned to dies: the client moves, and sticks to the new one on both proxies', async () => {
+      const { sid, endpoint } = await loginOffHash(a, eps);
+      const victim = backends.find((x) => x.id === endpoint) as Backend;
+      await victim.kill();
+      try {
+        const moved = await withSession(a, sid);
+        expect(moved).toBeDefined();
+        expect(moved).not.toBe(endpoint);
+        await waitStored(sid, moved as string);
+        for (let i = 0; i < 5; i++) {
+          expect(await withSession(b, sid)).toBe(moved);
+          expect(await withSession(a, sid)).toBe(moved);
+        }
+      } finally {
+        const i = backends.indexOf(victim);
+        backends[i] = await startBackend(victim.id, victim.port, sessionApp);
+      }
+    });
+  },
+);
+
+describe('Learn affinity with --workers 2 (native engine)', () => {
+  it('every worker honours a pin learned elsewhere, and pins learned through the workers are stored', async () => {
+    const [single, workers] = await Promise.all([
+      learnProxy('w-single.yaml'),
+      learnProxy('w-workers.yaml', '30m', 'native', ['--workers', '2']),
+    ]);
+    const learned = await loginOffHash(single, eps);
+    await waitStored(learned.sid, learned.endpoint);
+    // New connections are spread over the workers (node:cluster round robin): each must follow the store.
+    for (let i = 0; i < 8; i++) {
+      const r = await get(`${workers.url}/`, {
+        headers: { cookie: `JSESSIONID=${learned.sid}`, connection: 'close' },
+      });
+      expect(r.endpoint).toBe(learned.endpoint);
     }
-  });
+    const viaWorkers = await loginOffHash(workers, eps);
+    await waitStored(viaWorkers.sid, viaWorkers.endpoint);
+    expect(await withSession(single, viaWorkers.sid)).toBe(viaWorkers.endpoint);
+  }, 30_000);
 });
 
 describe('Learn pins time out', () => {

@@ -24,6 +24,7 @@ import {
   startProxy,
   waitFor,
 } from '../helpers/proxy-process.ts';
+import { RawConnection, type RawResponse } from '../helpers/raw-client.ts';
 
 const TOKEN = 'workers-token';
 const POOL = 'default/shop';
@@ -498,4 +499,46 @@ describe('--workers 2: passive health is per worker', () => {
       s.cleanup();
     }
   });
+});
+
+describe('--workers 2 --engine', () => {
+  it('every worker runs the engine the command line names (native by default, node on request)', async () => {
+    const backends = await startBackends(1, 'we');
+    const s = scratch();
+    const pool = s.write('pool.yaml', poolYaml(backends.map((b) => ({ name: b.id, port: b.port }))));
+    const procs: ProxyProcess[] = [];
+    try {
+      const [native, node] = await Promise.all([
+        startProxy(['--workers', '2', '--config', pool]),
+        startProxy(['--workers', '2', '--config', pool, '--engine', 'node']),
+      ]);
+      procs.push(native, node);
+      // node:http adds `Keep-Alive: timeout=5` to a kept-alive HTTP/1.1 response; the native engine adds
+      // no header of its own (README, "The native engine"). Fresh connections reach both workers.
+      const keptAlive = async (port: number): Promise<RawResponse | undefined> => {
+        const c = await RawConnection.open(port);
+        try {
+          c.write('GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n');
+          await c.waitResponses(1);
+          return c.responses()[0];
+        } finally {
+          c.destroy();
+        }
+      };
+      for (let i = 0; i < 4; i++) {
+        const n = await keptAlive(native.port);
+        const o = await keptAlive(node.port);
+        expect(n?.status).toBe(200);
+        expect(o?.status).toBe(200);
+        expect(n?.headers['keep-alive']).toBeUndefined();
+        expect(o?.headers['keep-alive']).toEqual(['timeout=5']);
+      }
+      expect(native.logs.some((l) => l.includes('"engine":"native"'))).toBe(true);
+      expect(node.logs.some((l) => l.includes('"engine":"node"'))).toBe(true);
+    } finally {
+      await Promise.all(procs.map((p) => p.stop()));
+      await Promise.all(backends.map((b) => b.kill()));
+      s.cleanup();
+    }
+  }, 30_000);
 });

@@ -24,6 +24,16 @@ describe('affinity cookie codec', () => {
     expect(decodeAffinityCookie(v, [k1], pool)).toEqual({ ok: true, cookie });
   });
 
+  it('a value verified once is remembered only for that key list and pool', () => {
+    const keys = [k1];
+    const v = encodeAffinityCookie(cookie, keys, pool);
+    expect(decodeAffinityCookie(v, keys, pool).ok).toBe(true);
+    expect(decodeAffinityCookie(v, keys, pool)).toEqual({ ok: true, cookie });
+    // The key was rotated out: the remembered verification must not outlive it.
+    expect(decodeAffinityCookie(v, [k2], pool)).toEqual({ ok: false, problem: 'signature' });
+    expect(decodeAffinityCookie(v, keys, 'default/other')).toEqual({ ok: false, problem: 'signature' });
+  });
+
   it('carries no address and no endpoint id in clear', () => {
     const v = encodeAffinityCookie(cookie, [k1], pool);
     const bytes = Buffer.from(v, 'base64url').toString('latin1');

@@ -79,15 +79,46 @@ export function encodeAffinityCookie(
  * Never throws: anything a client can send yields `{ ok: false }`.
  */
 export function decodeAffinityCookie(value: string, keys: readonly KeyObject[], pool: string): DecodeResult {
-  if (value.length !== COOKIE_VALUE_LENGTH || !/^[A-Za-z0-9_-]+$/.test(value))
-    return { ok: false, problem: 'malformed' };
+  if (value.length !== COOKIE_VALUE_LENGTH) return { ok: false, problem: 'malformed' };
+  // A pinned client sends the same value request after request: one HMAC
+  // per value and key list, not per request (the cache only ever holds
+  // values that verified; a new key list or pool starts it afresh).
+  if (verified.keys !== keys || verified.pool !== pool) {
+    verified.keys = keys;
+    verified.pool = pool;
+    verified.values.clear();
+  }
+  const known = verified.values.get(value);
+  if (known !== undefined) return { ok: true, cookie: known };
+  const d = verifyAffinityCookie(value, keys, pool);
+  if (d.ok) {
+    if (verified.values.size >= VERIFIED_CACHE_SIZE) verified.values.clear();
+    verified.values.set(value, d.cookie);
+  }
+  return d;
+}
+
+/** Most verified cookie values remembered (~150 bytes each); the cache is emptied when full. */
+const VERIFIED_CACHE_SIZE = 16_384;
+const verified: {
+  keys: readonly KeyObject[] | undefined;
+  pool: string;
+  values: Map<string, AffinityCookie>;
+} = {
+  keys: undefined,
+  pool: '',
+  values: new Map(),
+};
+
+function verifyAffinityCookie(value: string, keys: readonly KeyObject[], pool: string): DecodeResult {
+  if (!/^[A-Za-z0-9_-]+$/.test(value)) return { ok: false, problem: 'malformed' };
   const buf = Buffer.from(value, 'base64url');
   if (buf.length !== TOTAL_BYTES) return { ok: false, problem: 'malformed' };
   if (buf[0] !== COOKIE_VERSION) return { ok: false, problem: 'version' };
   const body = buf.subarray(0, BODY_BYTES);
   const got = buf.subarray(BODY_BYTES);
-  const verified = keys.some((k) => timingSafeEqual(mac(k, pool, body).subarray(0, MAC_BYTES), got));
-  if (!verified) return { ok: false, problem: 'signature' };
+  if (!keys.some((k) => timingSafeEqual(mac(k, pool, body).subarray(0, MAC_BYTES), got)))
+    return { ok: false, problem: 'signature' };
   return {
     ok: true,
     cookie: {

@@ -3,6 +3,7 @@ import {
   buildUpstreamHeaders,
   isHttps,
   stripResponseHopHeaders,
+  stripResponseHopRawHeaders,
   UNTRUSTED_DROP,
 } from './forwarded-headers.ts';
 
@@ -288,5 +289,59 @@ describe('stripResponseHopHeaders', () => {
     const h: Record<string, string | string[] | undefined> = { ...headers };
     expect(stripResponseHopHeaders(h, keepUpgrade)).toBe(h);
     expect(h).toEqual(want);
+  });
+});
+
+describe('stripResponseHopRawHeaders', () => {
+  it('drops hop-by-hop headers and those Connection names, keeps the rest as sent', () => {
+    const raw = [
+      'Content-Type',
+      'text/plain',
+      'Connection',
+      'close, X-Internal',
+      'X-Internal',
+      'db=10.0.0.5',
+      'Keep-Alive',
+      'timeout=5',
+      'Transfer-Encoding',
+      'chunked',
+      'Set-Cookie',
+      'a=1',
+      'Set-Cookie',
+      'b=2',
+      'Content-Length',
+      '3',
+    ];
+    expect(stripResponseHopRawHeaders(raw)).toEqual([
+      'Content-Type',
+      'text/plain',
+      'Set-Cookie',
+      'a=1',
+      'Set-Cookie',
+      'b=2',
+      'Content-Length',
+      '3',
+    ]);
+  });
+
+  it('agrees with stripResponseHopHeaders on which names go', () => {
+    const raw = [
+      'Upgrade',
+      'h2c',
+      'TE',
+      'trailers',
+      'Trailer',
+      'x-t',
+      'Proxy-Connection',
+      'keep-alive',
+      'X-A',
+      '1',
+    ];
+    const obj: Record<string, string> = {};
+    for (let i = 0; i < raw.length; i += 2) obj[(raw[i] as string).toLowerCase()] = raw[i + 1] as string;
+    const kept = stripResponseHopRawHeaders(raw)
+      .filter((_, i) => i % 2 === 0)
+      .map((n) => n.toLowerCase());
+    expect(kept).toEqual(Object.keys(stripResponseHopHeaders(obj)));
   });
 });

@@ -188,6 +188,8 @@ const HOP_BY_HOP_RESPONSE = [
   'trailer',
 ];
 
+const HOP_BY_HOP_RESPONSE_SET = new Set(HOP_BY_HOP_RESPONSE);
+
 /**
  * Removes, in place, the hop-by-hop headers of an endpoint's response and
  * every header its `Connection` names (RFC 9110 §7.6.1: "a proxy MUST
@@ -215,4 +217,26 @@ export function stripResponseHopHeaders<T extends Record<string, string | string
   for (const name of HOP_BY_HOP_RESPONSE) if (!(keepUpgrade && name === 'upgrade')) delete h[name];
   if (keepUpgrade) h.connection = 'Upgrade';
   return headers;
+}
+
+/**
+ * {@link stripResponseHopHeaders} over a raw `[name, value, …]` list (the
+ * native engine's shape): the same headers go, names keep their case.
+ *
+ * @returns a new list.
+ */
+export function stripResponseHopRawHeaders(raw: readonly string[]): string[] {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i] as string;
+    if (n.length === 10 && n.toLowerCase() === 'connection')
+      named = connectionTokens(raw[i + 1] as string, named);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = (raw[i] as string).toLowerCase();
+    if (HOP_BY_HOP_RESPONSE_SET.has(n) || named?.has(n)) continue;
+    out.push(raw[i] as string, raw[i + 1] as string);
+  }
+  return out;
 }

@@ -146,7 +146,7 @@ function checkDecision(w: World, d: Decision, excluded = -1): void {
   }
 }
 
-/** The decision the proxy makes for a request, by affinity type (as proxy-server.ts `decide`). */
+/** The decision the proxy makes for a request, by affinity type (as request-flow.ts `decide`). */
 function decide(w: World, key: string | undefined, cookies: string[]): Decision {
   if (w.table.affinityType === 'Cookie' || w.table.affinityType === 'Learn')
     return decideByCookie(w.table, { values: cookies, keys, nowMs: w.nowMs, freshSessionId }, w.view);

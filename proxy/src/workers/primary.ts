@@ -595,6 +595,7 @@ export async function runPrimary(ctx: PrimaryContext): Promise<void> {
     scheduling: cluster.schedulingPolicy === cluster.SCHED_RR ? 'rr' : 'none',
     pool: workers.current?.pool,
     revision: workers.current?.revision,
+    engine: flags.engine,
     node: process.version,
   });
 
