@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { flagsSchema } from './cli.ts';
+import { flagsSchema } from './data-plane.ts';
 
 describe('session store flags', () => {
   it('defaults the store timeout to 50ms and leaves the store off', () => {

@@ -45,7 +45,7 @@ import { AggregatorRegistry, Counter, Gauge } from 'prom-client';
 import { createAdminServer } from '../admin-server.ts';
 import { parseDuration } from '../api/duration.ts';
 import type { RoutingTable } from '../api/routing-table.ts';
-import type { Flags } from '../cli.ts';
+import type { Flags } from '../data-plane.ts';
 import { watchFile } from '../file-watch.ts';
 import type { Logger } from '../json-log.ts';
 import { ProxyMetrics } from '../metrics.ts';

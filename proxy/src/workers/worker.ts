@@ -13,7 +13,7 @@
 import cluster from 'node:cluster';
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { parseDuration } from '../api/duration.ts';
-import type { DataPlane, Flags } from '../cli.ts';
+import type { DataPlane, Flags } from '../data-plane.ts';
 import type { Logger } from '../json-log.ts';
 import type { ProxyMetrics } from '../metrics.ts';
 import type { CompiledTable } from '../routing/compiled-table.ts';
