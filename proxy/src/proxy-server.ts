@@ -12,6 +12,7 @@ import { createProxyServer } from 'http-proxy-3';
 import type { Client, Dispatcher } from 'undici';
 import { formatRefusal, type Refusal, refusalForClientError, refusalForRequest } from './client-errors.ts';
 import { classifyUpstreamError, statusForError, TetherError } from './errors.ts';
+import { listenOn } from './listen.ts';
 import { codeClass, type ProxyMetrics } from './metrics.ts';
 import {
   type FlowExchange,
@@ -191,16 +192,8 @@ export class ProxyServer {
   }
 
   /** Starts listening. @returns the bound port. */
-  async listen(host: string, port: number): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const addr = this.server.address();
-    return typeof addr === 'object' && addr !== null ? addr.port : port;
+  listen(host: string, port: number): Promise<number> {
+    return listenOn(this.server, host, port);
   }
 
   /**

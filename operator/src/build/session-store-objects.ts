@@ -205,6 +205,15 @@ export function storeObjects(pool: StickyBackendPool, valkeyImage: string): obje
     { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
     { name: 'VALKEY_PASSWORD', valueFrom: { secretKeyRef: { name: names.secret, key: 'password' } } },
   ];
+  // Every store container reads the ConfigMap at /etc/valkey and keeps its files in /data.
+  const storeMounts = [
+    { name: 'config', mountPath: '/etc/valkey', readOnly: true },
+    { name: 'data', mountPath: '/data' },
+  ];
+  const storeVolumes = [
+    { name: 'config', configMap: { name: names.configMap } },
+    { name: 'data', emptyDir: {} },
+  ];
   const configMap = {
     apiVersion: 'v1',
     kind: 'ConfigMap',
@@ -257,17 +266,11 @@ export function storeObjects(pool: StickyBackendPool, valkeyImage: string): obje
               ports: [{ name: 'valkey', containerPort: SERVER_PORT, protocol: 'TCP' }],
               readinessProbe: { tcpSocket: { port: 'valkey' }, periodSeconds: 5 },
               livenessProbe: { tcpSocket: { port: 'valkey' }, periodSeconds: 10, failureThreshold: 6 },
-              volumeMounts: [
-                { name: 'config', mountPath: '/etc/valkey', readOnly: true },
-                { name: 'data', mountPath: '/data' },
-              ],
+              volumeMounts: storeMounts,
               securityContext: containerSecurity,
             },
           ],
-          volumes: [
-            { name: 'config', configMap: { name: names.configMap } },
-            { name: 'data', emptyDir: {} },
-          ],
+          volumes: storeVolumes,
         },
       },
     },
@@ -293,10 +296,7 @@ export function storeObjects(pool: StickyBackendPool, valkeyImage: string): obje
               name: 'config',
               image: valkeyImage,
               command: ['cp', '/etc/valkey/sentinel.conf', '/data/sentinel.conf'],
-              volumeMounts: [
-                { name: 'config', mountPath: '/etc/valkey', readOnly: true },
-                { name: 'data', mountPath: '/data' },
-              ],
+              volumeMounts: storeMounts,
               securityContext: containerSecurity,
             },
           ],
@@ -324,17 +324,11 @@ export function storeObjects(pool: StickyBackendPool, valkeyImage: string): obje
               ports: [{ name: 'sentinel', containerPort: SENTINEL_PORT, protocol: 'TCP' }],
               readinessProbe: { tcpSocket: { port: 'sentinel' }, periodSeconds: 5 },
               livenessProbe: { tcpSocket: { port: 'sentinel' }, periodSeconds: 10, failureThreshold: 6 },
-              volumeMounts: [
-                { name: 'config', mountPath: '/etc/valkey', readOnly: true },
-                { name: 'data', mountPath: '/data' },
-              ],
+              volumeMounts: storeMounts,
               securityContext: containerSecurity,
             },
           ],
-          volumes: [
-            { name: 'config', configMap: { name: names.configMap } },
-            { name: 'data', emptyDir: {} },
-          ],
+          volumes: storeVolumes,
         },
       },
     },

@@ -14,6 +14,7 @@
 import { Server as NetServer, type Socket } from 'node:net';
 import { formatRefusal, type Refusal, refusalForRequest } from '../client-errors.ts';
 import { statusForError, TetherError } from '../errors.ts';
+import { listenOn } from '../listen.ts';
 import { codeClass } from '../metrics.ts';
 import { DEFAULT_LIMITS, type ProxyLimits, ProxyServer, type ProxyServerOptions } from '../proxy-server.ts';
 import { type FlowExchange, RequestFlow, type RequestView, type Transport } from '../request-flow.ts';
@@ -106,16 +107,8 @@ export class NativeProxyServer {
   }
 
   /** Starts listening. @returns the bound port. */
-  async listen(host: string, port: number): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const addr = this.server.address();
-    return typeof addr === 'object' && addr !== null ? addr.port : port;
+  listen(host: string, port: number): Promise<number> {
+    return listenOn(this.server, host, port);
   }
 
   /** Graceful stop, in the same steps as {@link ProxyServer.shutdown}. */
